@@ -1,0 +1,36 @@
+# Entry points. Every target creates .venv and installs what it needs on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SER    := $(VENV)/bin/ser
+STAMP  := $(VENV)/.installed
+DATA   ?= data/synthetic
+
+.PHONY: venv demo test test-fast bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The main job on the embedded default: the synthetic corpus.
+demo: $(STAMP)
+	$(SER) data synth --out $(DATA)
+	$(SER) data manifest synthetic $(DATA)
+
+# The whole test suite (what CI runs).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# Everything but the tests marked slow.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) bench/features.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

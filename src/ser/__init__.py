@@ -1,0 +1,44 @@
+"""ser: speech emotion recognition toolkit.
+
+The flat public API; the CLI, the service, the export scripts and the notebooks are thin
+shells over these names. Heavy modules load on first use, so ``import ser`` is cheap.
+
+Example:
+    >>> import ser
+    >>> y = ser.load_audio("clip.wav")                             # doctest: +SKIP
+    >>> m = ser.load_manifest("ravdess", "../shared/data/ravdess")  # doctest: +SKIP
+    >>> split = ser.speaker_split(m, val=0.15, test=0.15, seed=0)  # doctest: +SKIP
+    >>> feats = ser.extract(y, 16000, ["mel", "mfcc"])              # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    "load_audio": "ser.audio",
+    "AudioError": "ser.audio",
+    "SAMPLE_RATE": "ser.audio",
+    "load_manifest": "ser.corpora",
+    "generate_synthetic": "ser.corpora",
+    "EMOTIONS": "ser.corpora",
+    "speaker_split": "ser.splits",
+    "speaker_folds": "ser.splits",
+    "extract": "ser.features",
+    "available_features": "ser.features",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ser' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

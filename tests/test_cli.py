@@ -1,0 +1,63 @@
+"""The ``ser`` command line: contract names, clear errors, ``python -m ser``."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ser.cli import build_parser, main
+from test_corpora import make_emodb
+
+
+def test_help_lists_data_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["data", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "synth" in out and "download" in out and "manifest" in out
+
+
+def test_synth_defaults_shown():
+    p = build_parser()
+    args = p.parse_args(["data", "synth", "--out", "x"])
+    assert (args.speakers, args.per_emotion, args.seed) == (8, 4, 0)
+
+
+def test_manifest_command_prints_summary_and_writes_csv(tmp_path, capsys):
+    root = make_emodb(tmp_path / "emodb")
+    assert main(["data", "manifest", "emodb", str(root), "--out", str(tmp_path / "m.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "files:    21" in out and "speakers: 3" in out and "boredom" in out
+    assert (tmp_path / "m.csv").read_text().startswith("path,corpus,speaker,emotion,duration")
+    assert main(["data", "manifest", "manifest", str(tmp_path / "m.csv")]) == 0
+
+
+def test_manifest_command_clear_error_on_empty_folder(tmp_path, capsys):
+    (tmp_path / "e").mkdir()
+    assert main(["data", "manifest", "ravdess", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "no clips found" in err and "Actor_XX" in err and "Traceback" not in err
+
+
+def test_unknown_corpus_is_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["data", "manifest", "iemocap", "."])
+    assert e.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_python_dash_m(tmp_path):
+    root = make_emodb(tmp_path / "emodb", flat=True)
+    r = subprocess.run([sys.executable, "-m", "ser", "data", "manifest", "emodb", str(root)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "files:    21" in r.stdout
+
+
+def test_synth_then_manifest(tmp_path, capsys):
+    out = tmp_path / "syn"
+    assert main(["-q", "data", "synth", "--out", str(out), "--speakers", "2", "--per-emotion", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "files:    16" in text and "speakers: 2" in text and "emotions: 8" in text
+    assert main(["data", "manifest", "ravdess", str(out)]) == 0  # RAVDESS naming, RAVDESS reader
