@@ -61,3 +61,23 @@ def test_synth_then_manifest(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "files:    16" in text and "speakers: 2" in text and "emotions: 8" in text
     assert main(["data", "manifest", "ravdess", str(out)]) == 0  # RAVDESS naming, RAVDESS reader
+
+
+def test_features_command_computes_then_reuses(tmp_path, capsys):
+    data, cache = tmp_path / "syn", tmp_path / "fc"
+    assert main(["-q", "data", "synth", "--out", str(data), "--speakers", "1", "--per-emotion", "1"]) == 0
+    capsys.readouterr()
+    args = ["-q", "features", "--corpus", "synthetic", "--data", str(data), "--features", "mel,rms",
+            "--cache", str(cache), "--jobs", "1"]
+    assert main(args) == 0
+    assert "8 clips x 2 features: computed 16, reused 0" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "computed 0, reused 16" in capsys.readouterr().out
+
+
+def test_features_command_unknown_feature(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    code = main(["features", "--corpus", "synthetic", "--data", str(tmp_path / "d"), "--features", "wavelet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "wavelet" in err and "mel" in err and "Traceback" not in err

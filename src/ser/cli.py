@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,77 @@ def _cmd_data_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    from .cache import ClipConfig
+    from .corpora import load_manifest
+    from .featurize import extract_corpus, resolve_names
+
+    names = resolve_names(args.features)
+    manifest = load_manifest(args.corpus, args.data)
+    clip = ClipConfig(seconds=args.seconds)
+    report = extract_corpus(manifest, names, clip=clip, cache_dir=args.cache, jobs=args.jobs,
+                            progress=not args.quiet)
+    print(f"{report}  (cache: {args.cache})")
+    return 0
+
+
+def _train_config(args: argparse.Namespace, feature: str = "mel"):
+    from .cache import ClipConfig
+    from .train import TrainConfig
+
+    return TrainConfig(feature=feature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       patience=args.patience, seed=args.seed, augment=not args.no_augment,
+                       clip=ClipConfig(seconds=args.seconds))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .corpora import load_manifest
+    from .splits import speaker_split
+    from .train import train_feature
+
+    manifest = speaker_split(load_manifest(args.corpus, args.data), val=args.val, test=args.test,
+                             seed=args.split_seed)
+    out = args.out or Path("runs") / args.feature
+    res = train_feature(manifest, _train_config(args, args.feature), out, cache_dir=args.cache,
+                        tracking=not args.no_tracking, resume=args.resume, jobs=args.jobs,
+                        progress=not args.quiet)
+    test = res["test"]
+    print(f"{args.feature}: best epoch {res['best_epoch']}, val UAR {res['val']['uar']:.3f}, "
+          f"test UAR {test['uar']:.3f} [{test['ci']['uar'][0]:.3f}, {test['ci']['uar'][1]:.3f}], "
+          f"test accuracy {test['accuracy']:.3f}; checkpoint {Path(out) / 'model.pt'}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .corpora import load_manifest
+
+    manifest = load_manifest(args.corpus, args.data)
+    board = compare(manifest, args.features, _train_config(args), args.out, folds=args.folds, val=args.val,
+                    test=args.test, split_seed=args.split_seed, cache_dir=args.cache,
+                    tracking=not args.no_tracking, jobs=args.jobs, progress=not args.quiet)
+    print((Path(args.out) / "leaderboard.md").read_text())
+    print(f"leaderboard, plots and runs in {args.out}")
+    return 0
+
+
+def _add_training_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--batch-size", type=int, default=32, help="clips per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle)")
+    p.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--no-augment", action="store_true", help="no online feature augmentation")
+    p.add_argument("--val", type=float, default=0.15, help="fraction of speakers for validation")
+    p.add_argument("--test", type=float, default=0.15, help="fraction of speakers for test")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the speaker split")
+    p.add_argument("--no-tracking", action="store_true", help="no MLflow/TensorBoard logging")
+
+
+def _default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .corpora import CORPORA, DOWNLOADERS
 
@@ -72,6 +144,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, help="corpus folder (or CSV file for 'manifest')")
     p.add_argument("--out", type=Path, default=None, help="also write the manifest as CSV here")
     p.set_defaults(func=_cmd_data_manifest)
+
+    p = sub.add_parser("features", help="extract and cache features for a whole corpus", formatter_class=fmt)
+    p.add_argument("--corpus", required=True, choices=CORPORA, help="corpus layout")
+    p.add_argument("--data", required=True, type=Path, help="corpus folder (CSV file for 'manifest')")
+    p.add_argument("--features", default="all", help="'all' or a comma list, e.g. mel,mfcc")
+    p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="cache folder")
+    p.add_argument("--jobs", type=int, default=_default_jobs(), help="worker processes")
+    p.add_argument("--seconds", type=float, default=3.0, help="clip length after silence trimming")
+    p.set_defaults(func=_cmd_features)
+
+    def corpus_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--corpus", required=True, choices=CORPORA, help="corpus layout")
+        p.add_argument("--data", required=True, type=Path, help="corpus folder (CSV file for 'manifest')")
+        p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="feature cache folder")
+        p.add_argument("--jobs", type=int, default=_default_jobs(), help="feature extraction processes")
+        p.add_argument("--seconds", type=float, default=3.0, help="clip length after silence trimming")
+
+    p = sub.add_parser("train", help="train one ResNet18 on one representation", formatter_class=fmt)
+    corpus_flags(p)
+    p.add_argument("--feature", required=True, help="representation name, e.g. mel")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/FEATURE)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt if present")
+    _add_training_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("compare", help="the representation study: one model each, one leaderboard",
+                       formatter_class=fmt)
+    corpus_flags(p)
+    p.add_argument("--features", default="all", help="'all' or a comma list")
+    p.add_argument("--out", required=True, type=Path, help="study folder")
+    p.add_argument("--folds", type=int, default=None, help="k leave-speakers-out folds instead of one split")
+    _add_training_flags(p)
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 
@@ -81,7 +186,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .corpora.download import DownloadError
     from .splits import SplitError
 
-    return (AudioError, CorpusError, DownloadError, SplitError, FileNotFoundError, PermissionError)
+    errors = [AudioError, CorpusError, DownloadError, SplitError, FileNotFoundError, PermissionError]
+    try:
+        from .checkpoint import CheckpointError
+        from .features import FeatureError
+
+        errors += [FeatureError, CheckpointError]
+    except ImportError:  # keep the data commands working without the feature stack
+        pass
+    return tuple(errors)
 
 
 def main(argv: list[str] | None = None) -> int:

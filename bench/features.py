@@ -1,0 +1,153 @@
+"""Benchmark: ``ser.features.extract`` against naive per-representation librosa calls.
+
+Single thread (BLAS/OpenMP pools limited to 1). For each clip every timing is repeated
+``--repeats`` times; the table shows medians over all clips and repeats, in ms:
+
+* ``librosa``: the representation's reference (``ser.features.reference``), computed
+  independently from the audio with librosa, filter banks rebuilt per call;
+* ``ser``: ``extract(y, names=[name])`` alone (its share of the STFT included);
+* ``all eleven``: the sum of the naive references per clip vs one ``extract(y)`` call.
+
+Prints figures; asserts nothing about time.
+
+Usage:
+    python bench/features.py [--clips 20] [--data /path/to/ravdess] [--repeats 3]
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from ser.audio import N_SAMPLES, SAMPLE_RATE, load_audio, prepare_clip  # noqa: E402
+from ser.features import available_features, extract  # noqa: E402
+from ser.features.reference import reference  # noqa: E402
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+# ------------------------------------------------------------------------- inputs
+def synthetic_clip(seed: int, sr: int = SAMPLE_RATE, n: int = N_SAMPLES) -> np.ndarray:
+    """A speech-like 3 s clip: gliding harmonic tone with vibrato, formant peaks, noise."""
+    import scipy.signal
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / sr
+    f0 = rng.uniform(100, 250) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(3, 6) * t)) + 20 * t
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 30))
+    for fc in rng.uniform([500, 1000, 2300], [900, 1600, 3000]):
+        b, a = scipy.signal.iirpeak(fc, 8, fs=sr)
+        y = y + 2 * scipy.signal.lfilter(b, a, y)
+    envelope = np.clip(np.minimum(t - 0.25, t[-1] - 0.25 - t) * 8, 0, 1)
+    y = 0.5 * y * envelope / np.abs(y).max() + 0.003 * rng.standard_normal(n) * (envelope > 0)
+    return y.astype(np.float32)
+
+
+def load_clips(n: int, data: Path | None) -> list[np.ndarray]:
+    """``n`` clips of 3 s at 16 kHz: from ``data`` (silence trimmed, padded/cut) or synthetic."""
+    if data is None:
+        return [synthetic_clip(seed) for seed in range(n)]
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise SystemExit(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {data}")
+    step = max(1, len(files) // n)  # spread over actors/emotions
+    return [prepare_clip(load_audio(p)) for p in files[::step][:n]]
+
+
+# ------------------------------------------------------------------------- timing
+def median_ms(fn: Callable[[np.ndarray], object], clips: Sequence[np.ndarray], repeats: int) -> float:
+    """Median wall time of ``fn(clip)`` in ms over all clips x repeats."""
+    times = []
+    for y in clips:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn(y)
+            times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def warm_up(y: np.ndarray) -> None:
+    """First calls pay for numba compilation and filter-bank caches: keep them out."""
+    for name in available_features():
+        reference(name, y)
+    extract(y)
+
+
+def bench_naive(clips: Sequence[np.ndarray], repeats: int) -> dict[str, float]:
+    """Per-feature median ms of the naive librosa reference."""
+    return {n: median_ms(lambda y, n=n: reference(n, y), clips, repeats) for n in available_features()}
+
+
+def bench_extract(clips: Sequence[np.ndarray], repeats: int) -> dict[str, float]:
+    """Per-feature median ms of ``extract(y, names=[name])``."""
+    return {n: median_ms(lambda y, n=n: extract(y, names=[n]), clips, repeats) for n in available_features()}
+
+
+def bench_all(clips: Sequence[np.ndarray], repeats: int) -> tuple[float, float]:
+    """(naive, extract) median ms for all eleven representations of one clip."""
+    names = available_features()
+
+    def naive(y: np.ndarray) -> None:
+        for n in names:
+            reference(n, y)
+
+    return median_ms(naive, clips, repeats), median_ms(extract, clips, repeats)
+
+
+# ------------------------------------------------------------------------- report
+def format_table(naive: dict[str, float], ours: dict[str, float], total: tuple[float, float]) -> str:
+    lines = [f"{'feature':<18} {'librosa ms':>11} {'ser ms':>8} {'speed-up':>9}", "-" * 49]
+    for name in naive:
+        lines.append(f"{name:<18} {naive[name]:>11.3f} {ours[name]:>8.3f} {naive[name] / ours[name]:>8.1f}x")
+    lines.append("-" * 49)
+    lines.append(f"{'all eleven':<18} {total[0]:>11.3f} {total[1]:>8.3f} {total[0] / total[1]:>8.1f}x")
+    return "\n".join(lines)
+
+
+def single_thread():
+    """Context manager limiting native thread pools to one thread (no-op without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=20, help="number of 3 s clips (default 20)")
+    parser.add_argument("--data", type=Path, default=None, help="corpus folder (e.g. RAVDESS); default synthetic")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per clip and feature (default 3)")
+    args = parser.parse_args(argv)
+
+    clips = load_clips(args.clips, args.data)
+    source = str(args.data) if args.data else "synthetic"
+    print(f"{len(clips)} clips of {N_SAMPLES / SAMPLE_RATE:g} s at {SAMPLE_RATE} Hz ({source}), "
+          f"{args.repeats} repeats, single thread; medians in ms")
+    with single_thread():
+        warm_up(clips[0])
+        naive = bench_naive(clips, args.repeats)
+        ours = bench_extract(clips, args.repeats)
+        total = bench_all(clips, args.repeats)
+        # further sections (e.g. feature cache cold vs warm) slot in here
+    print(format_table(naive, ours, total))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
