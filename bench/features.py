@@ -6,7 +6,8 @@ Single thread (BLAS/OpenMP pools limited to 1). For each clip every timing is re
 * ``librosa``: the representation's reference (``ser.features.reference``), computed
   independently from the audio with librosa, filter banks rebuilt per call;
 * ``ser``: ``extract(y, names=[name])`` alone (its share of the STFT included);
-* ``all eleven``: the sum of the naive references per clip vs one ``extract(y)`` call.
+* ``all eleven``: the eleven naive references run one after the other per clip vs one
+  ``extract(y)`` call.
 
 Prints figures; asserts nothing about time.
 
@@ -109,12 +110,28 @@ def bench_all(clips: Sequence[np.ndarray], repeats: int) -> tuple[float, float]:
 
 # ------------------------------------------------------------------------- report
 def format_table(naive: dict[str, float], ours: dict[str, float], total: tuple[float, float]) -> str:
+    """The extract-vs-librosa table: per feature, then all eleven together."""
     lines = [f"{'feature':<18} {'librosa ms':>11} {'ser ms':>8} {'speed-up':>9}", "-" * 49]
     for name in naive:
-        lines.append(f"{name:<18} {naive[name]:>11.3f} {ours[name]:>8.3f} {naive[name] / ours[name]:>8.1f}x")
+        ratio = naive[name] / ours[name]
+        lines.append(f"{name:<18} {naive[name]:>11.3f} {ours[name]:>8.3f} {ratio:>8.1f}x")
     lines.append("-" * 49)
     lines.append(f"{'all eleven':<18} {total[0]:>11.3f} {total[1]:>8.3f} {total[0] / total[1]:>8.1f}x")
     return "\n".join(lines)
+
+
+def section_extract(clips: Sequence[np.ndarray], repeats: int) -> str:
+    """Section 1: ``extract`` vs naive librosa references."""
+    naive = bench_naive(clips, repeats)
+    ours = bench_extract(clips, repeats)
+    return format_table(naive, ours, bench_all(clips, repeats))
+
+
+# Each section: (title, function(clips, repeats) -> printable text). Add more here, e.g. a
+# feature-cache cold vs warm section.
+SECTIONS: list[tuple[str, Callable[[Sequence[np.ndarray], int], str]]] = [
+    ("extract vs naive librosa", section_extract),
+]
 
 
 def single_thread():
@@ -131,7 +148,9 @@ def single_thread():
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=20, help="number of 3 s clips (default 20)")
-    parser.add_argument("--data", type=Path, default=None, help="corpus folder (e.g. RAVDESS); default synthetic")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="corpus folder (e.g. RAVDESS); default: synthetic clips"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per clip and feature (default 3)")
     args = parser.parse_args(argv)
 
@@ -141,11 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.repeats} repeats, single thread; medians in ms")
     with single_thread():
         warm_up(clips[0])
-        naive = bench_naive(clips, args.repeats)
-        ours = bench_extract(clips, args.repeats)
-        total = bench_all(clips, args.repeats)
-        # further sections (e.g. feature cache cold vs warm) slot in here
-    print(format_table(naive, ours, total))
+        for title, section in SECTIONS:
+            print(f"\n== {title}")
+            print(section(clips, args.repeats))
     return 0
 
 

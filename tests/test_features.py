@@ -250,7 +250,8 @@ def test_silence_values():
 
 def test_short_clip_needs_enough_frames_for_wide_delta():
     with pytest.raises(FeatureError, match="width 11"):
-        extract(EDGE["short"], names=["delta_mfcc"], configs={"delta_mfcc": get_config("delta_mfcc", width=11)})
+        wide = {"delta_mfcc": get_config("delta_mfcc", width=11)}
+        extract(EDGE["short"], names=["delta_mfcc"], configs=wide)
 
 
 @pytest.mark.parametrize(
@@ -266,6 +267,14 @@ def test_short_clip_needs_enough_frames_for_wide_delta():
 def test_bad_audio(bad, match):
     with pytest.raises(FeatureError, match=match):
         extract(bad)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_absurdly_loud_audio_is_an_error_not_inf():
+    with pytest.raises(FeatureError, match=r"peaks at 3e\+30"):
+        extract(np.full(4096, 3e30, np.float32), names=["mel"])
+    loud = extract((32768 * EDGE["clipped"]).astype(np.float32))  # int16 scale still works
+    assert all(np.isfinite(v).all() for v in loud.values())
 
 
 @pytest.mark.parametrize("sr", [0, -16000, 16000.0, True])

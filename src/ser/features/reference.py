@@ -17,7 +17,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from .core import check_audio, min_samples
-from .registry import _config_for, get_spec
+from .registry import get_spec, resolve_config
 
 
 def _mel_kw(c: Any) -> dict:
@@ -116,7 +116,7 @@ def reference(name: str, y: np.ndarray, sr: int = SAMPLE_RATE, config: Any = Non
     import librosa
 
     get_spec(name)
-    config = _config_for(name, config)
+    config = resolve_config(name, config)
     y = check_audio(y, sr)
     short = min_samples(config.hop_length) - y.size
     if short > 0:

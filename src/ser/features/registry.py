@@ -109,7 +109,22 @@ def get_config(name: str, **overrides: Any) -> Any:
     return cls(**overrides)
 
 
-def _config_for(name: str, config: Any) -> Any:
+def default_configs() -> dict[str, Any]:
+    """``{name: default config}`` for the eleven representations (frozen instances).
+
+    Example:
+        >>> default_configs()["mel"].n_mels
+        64
+    """
+    return dict(_DEFAULTS)
+
+
+def resolve_config(name: str, config: Any = None) -> Any:
+    """``config`` checked to be ``name``'s config class, or the default when None.
+
+    Raises:
+        FeatureError: unknown name or a config of another class.
+    """
     spec = get_spec(name)
     if config is None:
         return _DEFAULTS[name]
@@ -129,7 +144,7 @@ def feature_key(name: str, config: Any = None) -> dict[str, Any]:
         >>> feature_key("zcr")
         {'name': 'zcr', 'version': 1, 'frame_length': 1024, 'hop_length': 256}
     """
-    config = _config_for(name, config)
+    config = resolve_config(name, config)
     return {"name": name, "version": get_spec(name).version, **dataclasses.asdict(config)}
 
 
@@ -140,7 +155,7 @@ def output_rows(name: str, config: Any = None) -> int:
         >>> output_rows("mfcc")
         40
     """
-    return int(get_spec(name).rows(_config_for(name, config)))
+    return int(get_spec(name).rows(resolve_config(name, config)))
 
 
 def output_shape(name: str, n_samples: int, config: Any = None) -> tuple[int, int]:
@@ -150,7 +165,7 @@ def output_shape(name: str, n_samples: int, config: Any = None) -> tuple[int, in
         >>> output_shape("mel", 48000)
         (64, 188)
     """
-    config = _config_for(name, config)
+    config = resolve_config(name, config)
     return output_rows(name, config), n_frames(n_samples, config.hop_length)
 
 
@@ -201,8 +216,10 @@ def extract(
         shape ``(output_rows(name, config), 1 + max(len(y), min_samples) // hop_length)``.
 
     Raises:
-        FeatureError: unknown name, wrong config type, invalid config for ``sr``, or bad
-            audio (not 1-D, empty, not floating point, NaN/inf).
+        FeatureError: unknown name, wrong config type, invalid config for ``sr``, bad
+            audio (not 1-D, empty, not floating point, NaN/inf), a clip too short for a
+            delta wider than 9 frames, or samples so far outside [-1, 1] (~1e15) that a
+            representation overflows.
 
     Example:
         >>> y = np.zeros(48000, dtype=np.float32)
@@ -213,15 +230,19 @@ def extract(
     configs = dict(configs or {})
     for key in configs:
         get_spec(key)
-    chosen = {name: _config_for(name, configs.get(name)) for name in wanted}
+    chosen = {name: resolve_config(name, configs.get(name)) for name in wanted}
     ctx = Shared(check_audio(y, sr), int(sr))
     out: dict[str, np.ndarray] = {}
     for name in wanted:
         spec = REGISTRY[name]
         # always a fresh copy: intermediates may live in reused work buffers
         arr = np.array(spec.fn(ctx, chosen[name]), dtype=np.float32, order="C", copy=True)
-        if not np.isfinite(arr).all():  # pragma: no cover - guards against extractor bugs
-            raise FeatureError(f"{name}: non-finite output for a finite input (please report)")
+        if not np.isfinite(arr).all():
+            peak = float(np.abs(ctx.y).max())
+            raise FeatureError(
+                f"{name}: non-finite output; the audio peaks at {peak:.3g}, expected samples "
+                "in [-1, 1] (scale the audio; if it is in range, please report a bug)"
+            )
         out[name] = arr
     log.debug("extracted %s from %d samples at %d Hz", wanted, ctx.y.size, sr)
     return out

@@ -143,10 +143,11 @@ def contrast_bands(sr: int, n_fft: int, n_bands: int, fmin: float, quantile: flo
         )
     bands = []
     for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
+        too_narrow = f"spectral_contrast band {k} ({f_low:g}-{f_high:g} Hz) is too narrow; raise n_fft"
         mask = (freq >= f_low) & (freq <= f_high)
         idx = np.flatnonzero(mask)
         if idx.size == 0:
-            raise FeatureError(f"spectral_contrast band {k} ({f_low:g}-{f_high:g} Hz) holds no FFT bin; raise n_fft")
+            raise FeatureError(too_narrow)
         if k > 0:
             mask[idx[0] - 1] = True
         if k == n_bands:
@@ -154,7 +155,7 @@ def contrast_bands(sr: int, n_fft: int, n_bands: int, fmin: float, quantile: flo
         sel = np.flatnonzero(mask)
         start, stop = int(sel[0]), int(sel[-1]) + (1 if k == n_bands else 0)
         if stop <= start:
-            raise FeatureError(f"spectral_contrast band {k} ({f_low:g}-{f_high:g} Hz) is too narrow; raise n_fft")
+            raise FeatureError(too_narrow)
         # librosa's slice sortedr[:q] silently caps q at the band size
         q = min(max(int(np.rint(quantile * mask.sum())), 1), stop - start)
         bands.append((start, stop, q))

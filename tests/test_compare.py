@@ -1,0 +1,46 @@
+"""The comparison study end to end on a tiny synthetic corpus."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from ser.cache import ClipConfig
+from ser.compare import BASELINE, compare
+from ser.corpora import generate_synthetic, load_manifest
+from ser.train import TrainConfig
+
+CFG = TrainConfig(epochs=2, patience=2, clip=ClipConfig(seconds=1.0), augment=False, n_boot=20)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    root = generate_synthetic(tmp_path_factory.mktemp("syn") / "c", speakers=6, per_emotion=2, progress=False)
+    return load_manifest("synthetic", root)
+
+
+@pytest.mark.slow
+def test_compare_single_split(manifest, tmp_path):
+    board = compare(manifest, "rms,chroma", CFG, tmp_path / "study", val=0.2, test=0.2,
+                    cache_dir=tmp_path / "fc", tracking=False, progress=False)
+    assert set(board.feature) == {"rms", "chroma", BASELINE}
+    assert board.test_uar.is_monotonic_decreasing
+    assert ((board.test_uar_lo <= board.test_uar + 1e-9) & (board.test_uar <= board.test_uar_hi + 1e-9)).all()
+    out = tmp_path / "study"
+    for f in ("leaderboard.csv", "leaderboard.md", "leaderboard.png", "confusions.png", "split.csv", "study.json"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    assert (out / "runs" / "rms" / "model.pt").is_file() and (out / "runs" / "chroma" / "predictions.csv").is_file()
+    assert "| 1 |" in (out / "leaderboard.md").read_text()
+    assert json.loads((out / "study.json").read_text())["features"] == ["rms", "chroma"]
+
+
+@pytest.mark.slow
+def test_compare_folds_test_every_speaker(manifest, tmp_path):
+    board = compare(manifest, ["zcr"], CFG, tmp_path / "study", folds=3, cache_dir=tmp_path / "fc",
+                    tracking=False, progress=False, baseline=False)
+    assert list(board.feature) == ["zcr"]
+    assert int(board.n_test[0]) == len(manifest)  # pooled over folds: every clip tested once
+    split = pd.read_csv(tmp_path / "study" / "split.csv")
+    assert split.fold.nunique() == 3
+    assert all((tmp_path / "study" / f"fold{i}" / "runs" / "zcr" / "model.pt").is_file() for i in range(3))
