@@ -30,7 +30,7 @@ from .evaluate import evaluate_predictions, plot_confusion_grid, plot_leaderboar
 from .features import output_rows
 from .featurize import extract_corpus, load_features, resolve_names
 from .splits import speaker_folds, speaker_split
-from .train import TrainConfig, train_feature
+from .train import TrainConfig, _waveform_chain, train_feature
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,11 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
     fold_dirs = [out / f"fold{i}" for i in range(len(splits))] if folds else [out]
     pd.concat([s.assign(fold=i) for i, s in enumerate(splits)]).to_csv(out / "split.csv", index=False)
     extract_corpus(manifest, names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    chain, copies = _waveform_chain(cfg)
+    if copies:  # every training clip's augmented copies, all features in one pass per copy
+        train_paths = set().union(*(s.loc[s["split"] == "train", "path"] for s in splits))
+        extract_corpus(manifest[manifest["path"].isin(train_paths)], names, clip=cfg.clip, cache_dir=cache_dir,
+                       jobs=jobs, progress=progress, augment=chain, copies=copies)
 
     rows, confusions = [], {}
     for name in names:

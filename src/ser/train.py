@@ -97,6 +97,7 @@ def _feature_augmenter(cfg: TrainConfig):
 
 
 def _waveform_chain(cfg: TrainConfig) -> tuple[dict | None, int]:
+    """The waveform augmentation chain (its dict, the cache key) and the copy count."""
     if not cfg.augment or cfg.aug_copies <= 0:
         return None, 0
     from .augment import AugmentConfig, waveform_augmentation
