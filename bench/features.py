@@ -11,8 +11,12 @@ Single thread (BLAS/OpenMP pools limited to 1). For each clip every timing is re
 
 Prints figures; asserts nothing about time.
 
+Also: one clip's eleven features through the disk cache, cold vs warm, and with
+``--corpus NAME`` a whole corpus through ``extract_corpus`` (cold vs warm, ``--jobs``).
+
 Usage:
     python bench/features.py [--clips 20] [--data /path/to/ravdess] [--repeats 3]
+    python bench/features.py --data ../shared/data/ravdess --corpus ravdess --jobs 2
 """
 from __future__ import annotations
 
@@ -127,11 +131,66 @@ def section_extract(clips: Sequence[np.ndarray], repeats: int) -> str:
     return format_table(naive, ours, bench_all(clips, repeats))
 
 
-# Each section: (title, function(clips, repeats) -> printable text). Add more here, e.g. a
-# feature-cache cold vs warm section.
+def section_cache(clips: Sequence[np.ndarray], repeats: int) -> str:
+    """Section 2: one clip's eleven features through the disk cache, cold vs warm.
+
+    Cold = hash the file, decode it, trim/pad, extract all eleven, write the entry.
+    Warm = hash lookup in the index, read the entry, verify checksums.
+    """
+    import tempfile
+
+    import soundfile as sf
+
+    from ser.cache import ClipConfig, FeatureCache
+    from ser.features import get_config
+    from ser.featurize import _keys, clip_features
+
+    names = available_features()
+    configs = {n: get_config(n) for n in names}
+    clip = ClipConfig()
+    keys = _keys(names, configs, clip)  # computed once per corpus, as extract_corpus does
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, y in enumerate(clips):
+            paths.append(Path(tmp) / f"clip{i}.wav")
+            sf.write(paths[-1], y, SAMPLE_RATE, subtype="FLOAT")
+        cold, warm = [], []
+        for r in range(repeats):
+            cache = FeatureCache(Path(tmp) / f"cache{r}")
+            for p in paths:
+                t = time.perf_counter()
+                clip_features(p, names, configs, clip, cache, keys=keys)
+                cold.append(time.perf_counter() - t)
+            for p in paths:
+                t = time.perf_counter()
+                _, computed, _ = clip_features(p, names, configs, clip, cache, keys=keys)
+                warm.append(time.perf_counter() - t)
+                assert computed == 0
+    c, w = statistics.median(cold) * 1e3, statistics.median(warm) * 1e3
+    return (f"all eleven per clip: cold {c:.3f} ms, warm {w:.3f} ms, warm is {c / w:.0f}x faster")
+
+
+# Each section: (title, function(clips, repeats) -> printable text).
 SECTIONS: list[tuple[str, Callable[[Sequence[np.ndarray], int], str]]] = [
     ("extract vs naive librosa", section_extract),
+    ("feature cache: cold vs warm", section_cache),
 ]
+
+
+def corpus_throughput(corpus: str, data: Path, jobs: int) -> str:
+    """A whole corpus, all eleven, through ``extract_corpus``: cold (empty cache) vs warm."""
+    import tempfile
+
+    from ser.corpora import load_manifest
+    from ser.featurize import extract_corpus
+
+    manifest = load_manifest(corpus, data)
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = extract_corpus(manifest, "all", cache_dir=tmp, jobs=jobs, progress=False)
+        warm = extract_corpus(manifest, "all", cache_dir=tmp, jobs=jobs, progress=False)
+    n = len(manifest)
+    return (f"{corpus}: {n} clips, all eleven, {jobs} jobs: cold {cold.seconds:.1f} s ({n / cold.seconds:.0f} clips/s),"
+            f" warm {warm.seconds:.1f} s ({n / warm.seconds:.0f} clips/s)")
 
 
 def single_thread():
@@ -152,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data", type=Path, default=None, help="corpus folder (e.g. RAVDESS); default: synthetic clips"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per clip and feature (default 3)")
+    parser.add_argument("--corpus", default=None,
+                        help="also time the whole corpus at --data through the cache, e.g. ravdess")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for --corpus (default 2)")
     args = parser.parse_args(argv)
 
     clips = load_clips(args.clips, args.data)
@@ -163,6 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for title, section in SECTIONS:
             print(f"\n== {title}")
             print(section(clips, args.repeats))
+    if args.corpus:
+        if args.data is None:
+            raise SystemExit("--corpus needs --data")
+        print("\n== whole corpus through the cache")
+        print(corpus_throughput(args.corpus, args.data, args.jobs))
     return 0
 
 

@@ -35,6 +35,8 @@ def test_entry_round_trip_and_damage_detection():
     flipped = bytearray(data)
     flipped[-9] ^= 0x10  # one bit inside k2's data
     with pytest.raises(ValueError, match="checksum"):
+        decode_entry(bytes(flipped), keys=["k1"])  # caught even when only k1 is asked for
+    with pytest.raises(ValueError, match="checksum"):
         decode_entry(bytes(flipped))
     with pytest.raises(ValueError, match="magic"):
         decode_entry(b"garbage" * 10)

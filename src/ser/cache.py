@@ -3,14 +3,15 @@
 Layout under the cache root (``feature_cache/`` by default)::
 
     entries/ab/abcdef....ser     one file per clip: every feature section computed for it
+    entries/ab/abcdef....aug.ser its waveform-augmented copies (training clips only)
     index.sqlite                 (path, size, mtime) -> content hash, so warm runs skip hashing
 
 A section's key is a hash of ``feature_key(name, config)`` (name, version and the whole
 ``asdict(config)``), the clip preparation (``ClipConfig``) and the augmentation chain
 if any, plus ``CACHE_VERSION``: change any of them and the old section is simply not
 found. Entry files are written to a temp file and renamed, so readers never see half a
-file; each section carries its shape and a 64-bit checksum, so a truncated or damaged
-entry is detected, logged and recomputed. One process owns a clip at a time within a
+file; each entry carries its sections' shapes and a 64-bit checksum of their data, so a
+truncated or damaged entry is detected, logged and recomputed. One process owns a clip at a time within a
 run; two runs racing on one clip can only lose a section (recomputed later), never
 serve a wrong one.
 """
@@ -25,17 +26,17 @@ import struct
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the entry format or the clip pipeline changes
+CACHE_VERSION = 2  # bump when the entry format or the clip pipeline changes
 DEFAULT_ROOT = "feature_cache"
 _MAGIC = b"SERF"
-_HEAD = struct.Struct("<4sI")  # magic, number of sections
-_SECTION = struct.Struct("<32sIIQ")  # key (hex), rows, cols, checksum
+_HEAD = struct.Struct("<4sIQ")  # magic, number of sections, checksum of all section data
+_SECTION = struct.Struct("<32sII")  # key (hex), rows, cols
 
 
 @dataclass(frozen=True)
@@ -71,44 +72,46 @@ def _checksum(a: np.ndarray) -> int:
 
 def encode_entry(sections: Mapping[str, np.ndarray]) -> bytes:
     """Serialize ``{key: 2-D float32 array}`` into one entry file's bytes."""
-    parts = [_HEAD.pack(_MAGIC, len(sections))]
-    blobs = []
+    table, blobs = [], []
     for key, arr in sections.items():
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if arr.ndim != 2:
             raise ValueError(f"section {key}: expected a 2-D array, got shape {arr.shape}")
-        parts.append(_SECTION.pack(key.encode(), arr.shape[0], arr.shape[1], _checksum(arr)))
+        table.append(_SECTION.pack(key.encode(), arr.shape[0], arr.shape[1]))
         blobs.append(arr.tobytes())
-    return b"".join(parts + blobs)
+    data = b"".join(blobs)
+    return b"".join([_HEAD.pack(_MAGIC, len(sections), _checksum(np.frombuffer(data, np.uint8)))] + table) + data
 
 
-def decode_entry(data: bytes) -> dict[str, np.ndarray]:
-    """Parse an entry file; raise ``ValueError`` on any damage."""
+def decode_entry(data: bytes, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Parse an entry file; raise ``ValueError`` on any damage.
+
+    Args:
+        data: the file's bytes.
+        keys: return only these sections; ``None`` for all. The layout and the
+            checksum of the whole data region are always checked.
+    """
     if len(data) < _HEAD.size:
         raise ValueError("truncated header")
-    magic, n = _HEAD.unpack_from(data, 0)
+    magic, n, checksum = _HEAD.unpack_from(data, 0)
     if magic != _MAGIC:
         raise ValueError("bad magic")
-    metas = []
-    pos = _HEAD.size
-    for _ in range(n):
-        if pos + _SECTION.size > len(data):
-            raise ValueError("truncated section table")
-        metas.append(_SECTION.unpack_from(data, pos))
-        pos += _SECTION.size
-    out = {}
-    for raw_key, rows, cols, checksum in metas:
+    start = _HEAD.size + n * _SECTION.size
+    if start > len(data):
+        raise ValueError("truncated section table")
+    metas = [_SECTION.unpack_from(data, _HEAD.size + i * _SECTION.size) for i in range(n)]
+    end = start + sum(rows * cols * 4 for _, rows, cols in metas)
+    if end != len(data):
+        raise ValueError("truncated data" if end > len(data) else "trailing bytes")
+    if _checksum(np.frombuffer(data, np.uint8, count=end - start, offset=start)) != checksum:
+        raise ValueError("checksum mismatch")
+    wanted = None if keys is None else set(keys)
+    out, pos = {}, start
+    for raw_key, rows, cols in metas:
         key = raw_key.rstrip(b"\0").decode()
-        size = rows * cols * 4
-        if pos + size > len(data):
-            raise ValueError("truncated data")
-        arr = np.frombuffer(data, dtype=np.float32, count=rows * cols, offset=pos).reshape(rows, cols)
-        if _checksum(arr) != checksum:
-            raise ValueError(f"checksum mismatch in section {key}")
-        out[key] = arr
-        pos += size
-    if pos != len(data):
-        raise ValueError("trailing bytes")
+        if wanted is None or key in wanted:
+            out[key] = np.frombuffer(data, np.float32, count=rows * cols, offset=pos).reshape(rows, cols)
+        pos += rows * cols * 4
     return out
 
 
@@ -146,6 +149,7 @@ class FeatureCache:
     def __init__(self, root: str | Path = DEFAULT_ROOT) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._entries = os.path.join(os.fspath(self.root), "entries")
         self._index: dict[str, tuple[int, int, str]] | None = None
         self._pending: dict[str, tuple[int, int, str]] = {}
 
@@ -170,7 +174,7 @@ class FeatureCache:
 
     def audio_hash(self, path: str | Path) -> str:
         """Content hash of an audio file, from the index when size and mtime still match."""
-        p = str(Path(path).resolve())
+        p = os.path.abspath(os.fspath(path))  # not resolve(): a warm read is ~0.1 ms, realpath is slow
         st = os.stat(p)
         known = self._load_index().get(p)
         if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
@@ -194,23 +198,31 @@ class FeatureCache:
         self._pending.clear()
 
     # --- entries ---------------------------------------------------------------------
-    def entry_path(self, audio_hash: str) -> Path:
-        return self.root / "entries" / audio_hash[:2] / f"{audio_hash}.ser"
+    def entry_path(self, audio_hash: str, group: str = "") -> Path:
+        """The entry file of a clip; ``group`` separates e.g. augmented copies (``"aug"``)
+        so that reading the clean features never reads the copies."""
+        return Path(self._entry_file(audio_hash, group))
 
-    def read(self, audio_hash: str) -> dict[str, np.ndarray]:
-        """All sections cached for a clip; ``{}`` when none or when the entry is damaged."""
-        path = self.entry_path(audio_hash)
+    def _entry_file(self, audio_hash: str, group: str = "") -> str:
+        suffix = f".{group}" if group else ""
+        return os.path.join(self._entries, audio_hash[:2], f"{audio_hash}{suffix}.ser")
+
+    def read(self, audio_hash: str, keys: Iterable[str] | None = None, group: str = "") -> dict[str, np.ndarray]:
+        """Cached sections of a clip (only ``keys`` when given); ``{}`` when none or when
+        the entry is damaged (it is then deleted, so it is recomputed)."""
+        path = self._entry_file(audio_hash, group)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             return {}
         try:
-            return decode_entry(data)
+            return decode_entry(data, keys)
         except ValueError as e:
             log.warning("damaged cache entry %s (%s); recomputing", path, e)
-            path.unlink(missing_ok=True)
+            Path(path).unlink(missing_ok=True)
             return {}
 
-    def write(self, audio_hash: str, sections: Mapping[str, np.ndarray]) -> None:
+    def write(self, audio_hash: str, sections: Mapping[str, np.ndarray], group: str = "") -> None:
         """Replace a clip's entry atomically with ``sections``."""
-        atomic_write_bytes(self.entry_path(audio_hash), encode_entry(sections))
+        atomic_write_bytes(self.entry_path(audio_hash, group), encode_entry(sections))

@@ -9,6 +9,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import time
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from . import cache as cache_mod
 from .audio import load_audio, pad_or_trim, trim_silence
 from .cache import DEFAULT_ROOT, ClipConfig, FeatureCache, file_hash, section_key
 from .features import available_features, extract, feature_key, get_config
@@ -54,7 +56,21 @@ def prepare(y: np.ndarray, clip: ClipConfig) -> np.ndarray:
 def _keys(names: Sequence[str], configs: Mapping[str, Any], clip: ClipConfig,
           augment: Mapping[str, Any] | None = None, copies: int = 0) -> dict[tuple[str, int], str]:
     """Section keys per (feature, variant): variant 0 is the clean clip, 1..copies the
-    augmented copies (the waveform chain and the copy number are part of the key)."""
+    augmented copies (the waveform chain and the copy number are part of the key).
+
+    Memoised: hashing eleven configs costs more than reading a warm entry.
+    """
+    memo = (tuple(names), tuple(configs[n] for n in names), clip,
+            json.dumps(augment, sort_keys=True, default=str), copies, cache_mod.CACHE_VERSION)
+    if memo not in _KEY_MEMO:
+        _KEY_MEMO[memo] = _compute_keys(names, configs, clip, augment, copies)
+    return _KEY_MEMO[memo]
+
+
+_KEY_MEMO: dict[tuple, dict[tuple[str, int], str]] = {}
+
+
+def _compute_keys(names, configs, clip, augment, copies) -> dict[tuple[str, int], str]:
     keys = {}
     for n in names:
         fk = feature_key(n, configs[n])
@@ -73,7 +89,8 @@ def _augmented(y: np.ndarray, clip: ClipConfig, augment: Mapping[str, Any], audi
 
 def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, Any], clip: ClipConfig,
                   cache: FeatureCache | None, augment: Mapping[str, Any] | None = None,
-                  copies: int = 0) -> tuple[dict[tuple[str, int], np.ndarray], int, int]:
+                  copies: int = 0, keys: Mapping[tuple[str, int], str] | None = None
+                  ) -> tuple[dict[tuple[str, int], np.ndarray], int, int]:
     """Features of one file (and of its augmented copies), from the cache where present.
 
     Missing sections are computed and the clip's entry rewritten once.
@@ -81,16 +98,21 @@ def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, 
     Args:
         augment: ``waveform_augmentation(cfg).to_dict()`` when ``copies > 0``.
         copies: number of augmented copies wanted besides the clean clip.
+        keys: the section keys, when the caller has computed them once for many clips.
 
     Returns:
         ``({(name, variant): array}, n_computed, n_reused)``; variant 0 is the clean clip.
     """
     if copies and not augment:
         raise ValueError("copies > 0 needs the waveform augmentation chain (augment=...)")
-    keys = _keys(names, configs, clip, augment, copies)
+    keys = keys or _keys(names, configs, clip, augment, copies)
     h = cache.audio_hash(path) if cache is not None else file_hash(path)
-    stored = cache.read(h) if cache is not None else {}
-    out = {nk: stored[key] for nk, key in keys.items() if key in stored}
+    out: dict[tuple[str, int], np.ndarray] = {}
+    stored: dict[str, dict[str, np.ndarray]] = {}
+    for group in _groups(copies):
+        stored[group] = cache.read(h, group=group) if cache is not None else {}
+        out.update({nk: stored[group][key] for nk, key in keys.items()
+                    if _group(nk[1]) == group and key in stored[group]})
     missing = [nk for nk in keys if nk not in out]
     if missing:
         y = prepare(load_audio(path, sr=clip.sample_rate), clip)
@@ -100,8 +122,19 @@ def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, 
             fresh = extract(yk, clip.sample_rate, todo, {n: configs[n] for n in todo})
             out.update({(n, k): fresh[n] for n in todo})
         if cache is not None:
-            cache.write(h, {**stored, **{keys[nk]: out[nk] for nk in missing}})
+            for group in {_group(v) for _, v in missing}:
+                new = {keys[nk]: out[nk] for nk in missing if _group(nk[1]) == group}
+                cache.write(h, {**stored[group], **new}, group=group)
     return out, len(missing), len(keys) - len(missing)
+
+
+def _group(variant: int) -> str:
+    """Entry file group of a variant: the clean clip apart from its augmented copies."""
+    return "" if variant == 0 else "aug"
+
+
+def _groups(copies: int) -> list[str]:
+    return ["", "aug"] if copies else [""]
 
 
 @dataclass
@@ -129,9 +162,10 @@ def _init_worker() -> None:
 def _work(paths: list[str], names: list[str], configs: dict, clip: ClipConfig, root: str,
           augment: dict | None, copies: int):
     cache = FeatureCache(root)
+    keys = _keys(names, configs, clip, augment, copies)
     computed = reused = 0
     for p in paths:
-        _, c, r = clip_features(p, names, configs, clip, cache, augment, copies)
+        _, c, r = clip_features(p, names, configs, clip, cache, augment, copies, keys)
         computed, reused = computed + c, reused + r
     return len(paths), computed, reused, dict(cache._pending)
 
@@ -164,8 +198,9 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
     computed = reused = 0
     bar = tqdm(total=len(paths), desc="features", unit="clip", disable=not progress)
     if jobs <= 1:
+        keys = _keys(names, configs, clip, augment, copies)
         for p in paths:
-            _, c, r = clip_features(p, names, configs, clip, cache, augment, copies)
+            _, c, r = clip_features(p, names, configs, clip, cache, augment, copies, keys)
             computed, reused = computed + c, reused + r
             bar.update(1)
     else:
@@ -203,7 +238,10 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
     keys = _keys(names, configs, clip, augment, copies)
     stacks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for p in manifest["path"]:
-        entry = cache.read(cache.audio_hash(p))
+        h = cache.audio_hash(p)
+        entry = {}
+        for group in _groups(copies):
+            entry.update(cache.read(h, [key for nk, key in keys.items() if _group(nk[1]) == group], group))
         if any(key not in entry for key in keys.values()):  # lost in a race: compute now
             feats, _, _ = clip_features(p, names, configs, clip, cache, augment, copies)
             entry = {keys[nk]: a for nk, a in feats.items()}
