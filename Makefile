@@ -16,10 +16,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The main job on the embedded default: the synthetic corpus.
+# The main job on the embedded default: the synthetic corpus, its features, and a short
+# comparison study of the origin's three representations (mel, mfcc, chroma).
+DEMO_OUT ?= runs/demo
 demo: $(STAMP)
 	$(SER) data synth --out $(DATA)
 	$(SER) data manifest synthetic $(DATA)
+	$(SER) features --corpus synthetic --data $(DATA) --features all
+	$(SER) compare --corpus synthetic --data $(DATA) --features mel,mfcc,chroma --epochs 8 --out $(DEMO_OUT)
 
 # The whole test suite (what CI runs).
 test: $(STAMP)
@@ -30,7 +34,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(PY) bench/features.py
+	$(PY) bench/features.py --clips 20
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

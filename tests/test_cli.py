@@ -81,3 +81,14 @@ def test_features_command_unknown_feature(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "wavelet" in err and "mel" in err and "Traceback" not in err
+
+
+def test_features_command_with_augmented_copies(tmp_path, capsys):
+    data, cache = tmp_path / "syn", tmp_path / "fc"
+    assert main(["-q", "data", "synth", "--out", str(data), "--speakers", "1", "--per-emotion", "1"]) == 0
+    capsys.readouterr()
+    args = ["-q", "features", "--corpus", "synthetic", "--data", str(data), "--features", "rms",
+            "--cache", str(cache), "--jobs", "1", "--aug-copies", "2"]
+    assert main(args) == 0
+    assert "8 clips x 1 features (+2 augmented copies each): computed 24, reused 0" in capsys.readouterr().out
+    assert len(list(cache.rglob("*.aug.ser"))) == 8  # copies live beside the clean entries

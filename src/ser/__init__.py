@@ -9,6 +9,8 @@ Example:
     >>> m = ser.load_manifest("ravdess", "../shared/data/ravdess")  # doctest: +SKIP
     >>> split = ser.speaker_split(m, val=0.15, test=0.15, seed=0)  # doctest: +SKIP
     >>> feats = ser.extract(y, 16000, ["mel", "mfcc"])              # doctest: +SKIP
+    >>> X = ser.load_features(m, ["mel"])["mel"]     # cached, (clips, 64, 188)  # doctest: +SKIP
+    >>> board = ser.compare(m, "all", ser.TrainConfig(epochs=30), "study")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ _API = {
     "speaker_folds": "ser.splits",
     "extract": "ser.features",
     "available_features": "ser.features",
+    "load_features": "ser.featurize",
+    "TrainConfig": "ser.train",
+    "train_feature": "ser.train",
+    "compare": "ser.compare",
 }
 __all__ = sorted(_API)
 

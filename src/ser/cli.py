@@ -50,8 +50,13 @@ def _cmd_features(args: argparse.Namespace) -> int:
     names = resolve_names(args.features)
     manifest = load_manifest(args.corpus, args.data)
     clip = ClipConfig(seconds=args.seconds)
+    chain = None
+    if args.aug_copies:
+        from .augment import AugmentConfig, waveform_augmentation
+
+        chain = waveform_augmentation(AugmentConfig(seed=args.aug_seed)).to_dict()
     report = extract_corpus(manifest, names, clip=clip, cache_dir=args.cache, jobs=args.jobs,
-                            progress=not args.quiet)
+                            progress=not args.quiet, augment=chain, copies=args.aug_copies)
     print(f"{report}  (cache: {args.cache})")
     return 0
 
@@ -62,7 +67,7 @@ def _train_config(args: argparse.Namespace, feature: str = "mel"):
 
     return TrainConfig(feature=feature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        patience=args.patience, seed=args.seed, augment=not args.no_augment,
-                       clip=ClipConfig(seconds=args.seconds))
+                       aug_copies=args.aug_copies, clip=ClipConfig(seconds=args.seconds))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -102,7 +107,8 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle)")
     p.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
     p.add_argument("--seed", type=int, default=0, help="training seed")
-    p.add_argument("--no-augment", action="store_true", help="no online feature augmentation")
+    p.add_argument("--no-augment", action="store_true", help="no augmentation at all (waveform or feature)")
+    p.add_argument("--aug-copies", type=int, default=4, help="cached waveform-augmented copies per training clip")
     p.add_argument("--val", type=float, default=0.15, help="fraction of speakers for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction of speakers for test")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the speaker split")
@@ -152,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="cache folder")
     p.add_argument("--jobs", type=int, default=_default_jobs(), help="worker processes")
     p.add_argument("--seconds", type=float, default=3.0, help="clip length after silence trimming")
+    p.add_argument("--aug-copies", type=int, default=0,
+                   help="also cache K waveform-augmented copies of every clip (training uses them)")
+    p.add_argument("--aug-seed", type=int, default=0, help="seed of the augmentation chain (= training --seed)")
     p.set_defaults(func=_cmd_features)
 
     def corpus_flags(p: argparse.ArgumentParser) -> None:

@@ -143,12 +143,14 @@ class ExtractReport:
 
     clips: int
     features: int
-    computed: int
-    reused: int
+    computed: int  # (clip, feature, variant) sections computed
+    reused: int  # sections found in the cache
     seconds: float
+    copies: int = 0  # augmented copies per clip besides the clean one
 
     def __str__(self) -> str:
-        return (f"{self.clips} clips x {self.features} features: computed {self.computed}, "
+        extra = f" (+{self.copies} augmented copies each)" if self.copies else ""
+        return (f"{self.clips} clips x {self.features} features{extra}: computed {self.computed}, "
                 f"reused {self.reused} in {self.seconds:.1f} s")
 
 
@@ -215,7 +217,7 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
                 bar.update(n)
     bar.close()
     cache.flush()
-    report = ExtractReport(len(paths), len(names) * (1 + copies), computed, reused, time.perf_counter() - start)
+    report = ExtractReport(len(paths), len(names), computed, reused, time.perf_counter() - start, copies)
     log.info("%s", report)
     return report
 
