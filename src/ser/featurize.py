@@ -110,9 +110,11 @@ def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, 
     out: dict[tuple[str, int], np.ndarray] = {}
     stored: dict[str, dict[str, np.ndarray]] = {}
     for group in _groups(copies):
-        stored[group] = cache.read(h, group=group) if cache is not None else {}
-        out.update({nk: stored[group][key] for nk, key in keys.items()
-                    if _group(nk[1]) == group and key in stored[group]})
+        stored[group] = got = cache.read(h, group=group) if cache is not None else {}
+        if got:  # the warm path: plain lookups (this loop is most of a warm read's cost)
+            for nk, key in keys.items():
+                if key in got and (nk[1] == 0) == (group == ""):
+                    out[nk] = got[key]
     missing = [nk for nk in keys if nk not in out]
     if missing:
         y = prepare(load_audio(path, sr=clip.sample_rate), clip)
