@@ -10,7 +10,7 @@ Example:
     >>> split = ser.speaker_split(m, val=0.15, test=0.15, seed=0)  # doctest: +SKIP
     >>> feats = ser.extract(y, 16000, ["mel", "mfcc"])              # doctest: +SKIP
     >>> X = ser.load_features(m, ["mel"])["mel"]     # cached, (clips, 64, 188)  # doctest: +SKIP
-    >>> board = ser.compare(m, "all", ser.TrainConfig(epochs=30), "study")  # doctest: +SKIP
+    >>> board = ser.compare(m, "all", ser.TrainConfig(epochs=20), "study")  # doctest: +SKIP
 """
 from __future__ import annotations
 

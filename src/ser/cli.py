@@ -102,10 +102,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, default=32, help="clips per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle)")
-    p.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
+    p.add_argument("--patience", type=int, default=6, help="epochs without val improvement before stopping")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--no-augment", action="store_true", help="no augmentation at all (waveform or feature)")
     p.add_argument("--aug-copies", type=int, default=4, help="cached waveform-augmented copies per training clip")

@@ -43,13 +43,13 @@ class TrainConfig:
 
     feature: str = "mel"  # representation name from ser.features.available_features()
     model: str = "resnet18"  # model registry name
-    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    epochs: int = 20  # upper bound (the one-cycle schedule spans it); early stopping may end sooner
     batch_size: int = 32  # clips per optimiser step
     lr: float = 1e-3  # peak learning rate of the one-cycle schedule
     weight_decay: float = 1e-2  # AdamW decoupled weight decay
     dropout: float = 0.3  # before the classifier
     label_smoothing: float = 0.05  # softens targets; helps calibration on small corpora
-    patience: int = 8  # epochs without a better validation UAR before stopping
+    patience: int = 6  # epochs without a better validation UAR before stopping
     seed: int = 0  # weights, batch order, augmentation draws
     augment: bool = True  # augment training clips (never val/test): waveform copies + online feature masks
     aug_copies: int = 4  # waveform-augmented copies per training clip, cached (0 = none)
