@@ -39,3 +39,24 @@ def test_comparison_notebook_executes(tmp_path):
     assert (tmp_path / "study" / "leaderboard.csv").is_file()
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2
+
+
+@pytest.mark.slow
+def test_ensemble_notebook_executes(tmp_path):
+    from ser.cache import ClipConfig
+    from ser.compare import compare
+    from ser.corpora import load_manifest
+    from ser.train import TrainConfig
+
+    data = generate_synthetic(tmp_path / "syn", speakers=6, per_emotion=1, progress=False)
+    cfg = TrainConfig(epochs=1, patience=1, clip=ClipConfig(seconds=1.0), augment=False, n_boot=10)
+    compare(load_manifest("synthetic", data), "rms,zcr", cfg, tmp_path / "study", val=0.2, test=0.2,
+            cache_dir=tmp_path / "fc", tracking=False, progress=False, baseline=False)
+    params = (f"RUNS = {str(tmp_path / 'study')!r}\nOUT = {str(tmp_path / 'ens')!r}\nTOP = 2\nFEATURES = None\n"
+              f"TRIALS = 5\nSEED = 0\nN_BOOT = 10\nCACHE = {str(tmp_path / 'fc')!r}\nTRACKING = False")
+    nb = run_notebook("ResNet_ensemble.ipynb", params, tmp_path)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "bundle reproduces the stored test probabilities: True" in text
+    assert (tmp_path / "ens" / "bundle" / "bundle.json").is_file()
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2

@@ -1,5 +1,5 @@
-"""Calibration of class probabilities: expected calibration error, temperature scaling
-and reliability diagrams.
+"""Calibration and error analysis of class probabilities: expected calibration error,
+temperature scaling, reliability diagrams, the misclassified clips and per-speaker scores.
 
 Temperature scaling (Guo et al., 2017) divides the logits by one scalar ``T > 0`` fitted
 on validation clips by minimising the negative log-likelihood; ``T > 1`` softens an
@@ -126,3 +126,37 @@ def plot_reliability(panels: dict[str, dict[str, tuple]], path: str | Path, n_bi
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
     return _save_figure(fig, path)
+
+
+def error_table(probs, y_true, labels, paths, speakers, top: int = 3):
+    """The misclassified clips: path, speaker, true, predicted, p(true), top-``top`` labels and
+    probabilities, most confident mistakes first (a pandas DataFrame)."""
+    import pandas as pd
+
+    p, y = _targets(probs, y_true)
+    order = np.argsort(-p, axis=1)[:, :top]
+    pred, rows = p.argmax(axis=1), np.arange(len(y))
+    df = pd.DataFrame({"path": list(paths), "speaker": list(speakers), "true": [labels[i] for i in y],
+                       "predicted": [labels[i] for i in pred], "p_true": p[rows, y]})
+    for r in range(order.shape[1]):
+        df[f"top{r + 1}"] = [labels[i] for i in order[:, r]]
+        df[f"p_top{r + 1}"] = p[rows, order[:, r]]
+    wrong = df[pred != y]
+    return wrong.sort_values("p_top1", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def speaker_table(probs, y_true, labels, speakers):
+    """Per-speaker clips, correct, accuracy and UAR (a pandas DataFrame, worst accuracy first)."""
+    import pandas as pd
+
+    from .evaluate import classification_metrics
+
+    p, y = _targets(probs, y_true)
+    pred, spk = p.argmax(axis=1), np.asarray(speakers).astype(str)
+    rows = []
+    for s in sorted(set(spk)):
+        m = spk == s
+        met = classification_metrics(y[m], pred[m], labels)
+        rows.append({"speaker": s, "n": int(m.sum()), "correct": int((pred[m] == y[m]).sum()),
+                     "accuracy": met["accuracy"], "uar": met["uar"]})
+    return pd.DataFrame(rows).sort_values(["accuracy", "speaker"], kind="stable").reset_index(drop=True)

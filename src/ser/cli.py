@@ -101,6 +101,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from .ensemble import EnsembleError, ensemble
+
+    try:
+        summary = ensemble(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
+                           seed=args.seed, tracking=not args.no_tracking, progress=not args.quiet,
+                           n_boot=args.n_boot)
+    except EnsembleError as e:
+        print(f"ser: error: {e}", file=sys.stderr)
+        return 2
+    print((Path(args.out) / "ensemble.md").read_text())
+    print(f"members {', '.join(summary['weights'])}; bundle in {summary['bundle']}; report and plots in {args.out}")
+    return 0
+
+
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, default=32, help="clips per step")
@@ -186,6 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=None, help="k leave-speakers-out folds instead of one split")
     _add_training_flags(p)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("ensemble", help="Optuna-weighted ensemble of the best runs of a study, calibrated, bundled",
+                       formatter_class=fmt)
+    p.add_argument("--runs", required=True, type=Path, help="a `ser compare` study folder (single split) or its runs/")
+    p.add_argument("--top", type=int, default=3, help="members: the best runs by validation UAR")
+    p.add_argument("--features", default=None, help="members by name instead, e.g. mel,mfcc,chroma")
+    p.add_argument("--trials", type=int, default=100, help="total Optuna trials (a re-run with more continues)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (report, plots, optuna.db, bundle/)")
+    p.add_argument("--seed", type=int, default=0, help="TPE sampler, stacking and bootstrap seed")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (whole speakers) for test CIs")
+    p.add_argument("--no-tracking", action="store_true", help="no MLflow logging")
+    p.set_defaults(func=_cmd_ensemble)
     return parser
 
 
