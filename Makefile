@@ -16,14 +16,16 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The main job on the embedded default: the synthetic corpus, its features, and a short
-# comparison study of the origin's three representations (mel, mfcc, chroma).
+# The main job on the embedded default: the synthetic corpus, its features, a short
+# comparison study of the origin's three representations (mel, mfcc, chroma) and their
+# Optuna-weighted ensemble.
 DEMO_OUT ?= runs/demo
 demo: $(STAMP)
 	$(SER) data synth --out $(DATA)
 	$(SER) data manifest synthetic $(DATA)
 	$(SER) features --corpus synthetic --data $(DATA) --features all
 	$(SER) compare --corpus synthetic --data $(DATA) --features mel,mfcc,chroma --epochs 8 --out $(DEMO_OUT)
+	$(SER) ensemble --runs $(DEMO_OUT) --top 3 --trials 50 --out $(DEMO_OUT)/ensemble
 
 # The whole test suite (what CI runs).
 test: $(STAMP)
