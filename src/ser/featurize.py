@@ -156,14 +156,18 @@ class ExtractReport:
                 f"reused {self.reused} in {self.seconds:.1f} s")
 
 
-def _complete(cache: FeatureCache, path: str, keys: Mapping[tuple[str, int], str], copies: int) -> bool:
-    """Whether every section of ``path`` is already cached (and intact)."""
+def _cached(cache: FeatureCache, path: str, keys: Mapping[tuple[str, int], str],
+            copies: int) -> dict[str, np.ndarray] | None:
+    """Every wanted section of ``path`` from the cache, or None when any is missing or damaged."""
     h = cache.audio_hash(path)
+    entry: dict[str, np.ndarray] = {}
     for group in _groups(copies):
-        wanted = [key for nk, key in keys.items() if (nk[1] == 0) == (group == "")]
-        if len(cache.read(h, wanted, group)) < len(wanted):
-            return False
-    return True
+        wanted = [key for nk, key in keys.items() if _group(nk[1]) == group]
+        got = cache.read(h, wanted, group)
+        if len(got) < len(wanted):
+            return None
+        entry.update(got)
+    return entry
 
 
 def _init_worker() -> None:
@@ -213,7 +217,7 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
     keys = _keys(names, configs, clip, augment, copies)
     # a warm clip costs ~0.1 ms here; only clips that lack something go to the workers,
     # so a fully cached corpus never pays for starting processes
-    todo = [p for p in paths if not _complete(cache, p, keys, copies)]
+    todo = [p for p in paths if _cached(cache, p, keys, copies) is None]
     reused += (len(paths) - len(todo)) * len(keys)
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="features", unit="clip",
                disable=not progress)
@@ -253,16 +257,22 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
     """
     names = resolve_names(names)
     configs = {n: (configs or {}).get(n) or get_config(n) for n in names}
-    extract_corpus(manifest, names, configs, clip, cache_dir, jobs, progress, augment, copies)
     cache = FeatureCache(cache_dir)
     keys = _keys(names, configs, clip, augment, copies)
+    paths = [str(p) for p in manifest["path"]]
+    # one read per clip: what is cached is kept, only the rest is extracted and read again
+    entries = [_cached(cache, p, keys, copies) for p in paths]
+    missing = [i for i, e in enumerate(entries) if e is None]
+    if missing:
+        extract_corpus(manifest.iloc[missing], names, configs, clip, cache_dir, jobs, progress, augment, copies)
+        cache = FeatureCache(cache_dir)  # the index now holds the workers' hashes
+    else:
+        log.info("%d clips x %d features: all cached", len(paths), len(names))
     stacks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for p in manifest["path"]:
-        h = cache.audio_hash(p)
-        entry = {}
-        for group in _groups(copies):
-            entry.update(cache.read(h, [key for nk, key in keys.items() if _group(nk[1]) == group], group))
-        if any(key not in entry for key in keys.values()):  # lost in a race: compute now
+    for p, entry in zip(paths, entries):
+        if entry is None:
+            entry = _cached(cache, p, keys, copies)
+        if entry is None:  # lost in a race with another run: compute now
             feats, _, _ = clip_features(p, names, configs, clip, cache, augment, copies)
             entry = {keys[nk]: a for nk, a in feats.items()}
         for n in names:
