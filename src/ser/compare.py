@@ -58,14 +58,26 @@ def _row(name: str, rows: int, test: dict, val_uar: float, extra: dict) -> dict:
     return {**row, **extra}
 
 
-def _baseline(manifest_split: pd.DataFrame, names: list[str], cfg: TrainConfig, cache_dir, jobs, progress):
+def _baseline(manifest: pd.DataFrame, splits: list[pd.DataFrame], names: list[str], cfg: TrainConfig,
+              cache_dir, jobs, progress) -> tuple[dict, float, list[str]]:
+    """The logistic-regression baseline on every split; test predictions pooled over them.
+
+    The splits are copies of ``manifest`` (same rows, same order), so the features and
+    labels are loaded once and only the split column changes.
+    """
     from .baseline import logreg_baseline
     from .corpora import EMOTIONS
 
-    feats = load_features(manifest_split, names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
-    labels = [e for e in EMOTIONS if e in set(manifest_split["emotion"])]
-    y = manifest_split["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
-    return logreg_baseline(feats, y, manifest_split["split"].to_numpy(), labels, seed=cfg.seed), y, labels
+    feats = load_features(manifest, names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    labels = [e for e in EMOTIONS if e in set(manifest["emotion"])]
+    y = manifest["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
+    parts = [logreg_baseline(feats, y, s["split"].to_numpy(), labels, seed=cfg.seed) for s in splits]
+    tests = [s["split"].to_numpy() == "test" for s in splits]
+    probs = np.concatenate([p["test_probs"] for p in parts])
+    groups = np.concatenate([s["speaker"].astype(str).to_numpy()[t] for s, t in zip(splits, tests)])
+    metrics = evaluate_predictions(probs, np.concatenate([y[t] for t in tests]), labels, n_boot=cfg.n_boot,
+                                   seed=cfg.seed, groups=groups)
+    return metrics, float(np.mean([p["val"]["uar"] for p in parts])), labels
 
 
 def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainConfig, out_dir: str | Path, *,
@@ -121,13 +133,7 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
         log.info("%s: test UAR %.3f", name, test_metrics["uar"])
 
     if baseline:
-        parts = [_baseline(s, names, cfg, cache_dir, jobs, progress) for s in splits]
-        labels = parts[0][2]
-        probs = np.concatenate([p["test_probs"] for p, _, _ in parts])
-        y = np.concatenate([yy[s["split"].to_numpy() == "test"] for (_, yy, _), s in zip(parts, splits)])
-        groups = np.concatenate([s.loc[s["split"] == "test", "speaker"].astype(str).to_numpy() for s in splits])
-        bt = evaluate_predictions(probs, y, labels, n_boot=cfg.n_boot, seed=cfg.seed, groups=groups)
-        val_uar = float(np.mean([p["val"]["uar"] for p, _, _ in parts]))
+        bt, val_uar, labels = _baseline(manifest, splits, names, cfg, cache_dir, jobs, progress)
         rows.append(_row(BASELINE, sum(output_rows(n) for n in names) * 2, bt, val_uar,
                          {"best_epoch": "", "epochs_run": "", "train_seconds": np.nan}))
         confusions[BASELINE] = (bt["confusion"], labels)
