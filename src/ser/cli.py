@@ -102,15 +102,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
-    from .ensemble import EnsembleError, ensemble
+    from .ensemble import ensemble
 
-    try:
-        summary = ensemble(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
-                           seed=args.seed, tracking=not args.no_tracking, progress=not args.quiet,
-                           n_boot=args.n_boot)
-    except EnsembleError as e:
-        print(f"ser: error: {e}", file=sys.stderr)
-        return 2
+    summary = ensemble(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
+                       seed=args.seed, tracking=not args.no_tracking, progress=not args.quiet,
+                       n_boot=args.n_boot)
     print((Path(args.out) / "ensemble.md").read_text())
     print(f"members {', '.join(summary['weights'])}; bundle in {summary['bundle']}; report and plots in {args.out}")
     return 0
@@ -217,20 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    # imported only when a command failed: the error types pull in librosa and torch
     from .audio import AudioError
+    from .checkpoint import CheckpointError
     from .corpora import CorpusError
     from .corpora.download import DownloadError
+    from .ensemble import EnsembleError
+    from .features import FeatureError
     from .splits import SplitError
 
-    errors = [AudioError, CorpusError, DownloadError, SplitError, FileNotFoundError, PermissionError]
-    try:
-        from .checkpoint import CheckpointError
-        from .features import FeatureError
-
-        errors += [FeatureError, CheckpointError]
-    except ImportError:  # keep the data commands working without the feature stack
-        pass
-    return tuple(errors)
+    return (AudioError, CorpusError, DownloadError, SplitError, FeatureError, CheckpointError, EnsembleError,
+            FileNotFoundError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
