@@ -12,6 +12,7 @@ import pytest
 
 from ser.calibration import (apply_temperature, error_table, expected_calibration_error, fit_temperature,
                              speaker_table)
+from ser.bundle import BundleError
 from ser.ensemble import (EnsembleError, align_runs, bundle_features, ensemble, load_bundle, load_runs,
                           predict_bundle, search_weights, select_runs, simplex_weights)
 
@@ -199,25 +200,7 @@ def test_error_and_speaker_tables():
 
 # ------------------------------------------------------------------ a tiny real study
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    from ser.cache import ClipConfig
-    from ser.compare import compare
-    from ser.corpora import generate_synthetic, load_manifest
-    from ser.train import TrainConfig
-
-    root = tmp_path_factory.mktemp("ens")
-    data = generate_synthetic(root / "syn", speakers=6, per_emotion=1, progress=False)
-    cfg = TrainConfig(epochs=1, patience=1, clip=ClipConfig(seconds=1.0), augment=False, n_boot=20)  # < 60 s
-    compare(load_manifest("synthetic", data), "rms,zcr,chroma", cfg, root / "study", val=0.2, test=0.2,
-            cache_dir=root / "fc", tracking=False, progress=False, baseline=False)
-    return root
-
-
-@pytest.fixture(scope="module")
-def ens(study):
-    return ensemble(study / "study", study / "ens", top=3, trials=12, seed=0, tracking=False, progress=False,
-                    n_boot=20)
+# the `study` (rms, zcr, chroma on a tiny synthetic corpus) and `ens` fixtures live in conftest.py
 
 
 @pytest.mark.slow
@@ -252,7 +235,7 @@ def test_bundle_round_trip_reproduces_the_test_probabilities(study, ens):
     stored = pd.read_csv(study / "ens" / "predictions.csv", dtype={"speaker": str}).query("split == 'test'")
     probs = predict_bundle((models, meta), bundle_features(meta, stored, cache_dir=study / "fc"))
     np.testing.assert_allclose(probs, stored[[f"p_{x}" for x in meta["labels"]]].to_numpy(), atol=1e-5)
-    with pytest.raises(EnsembleError, match="no bundle manifest"):
+    with pytest.raises(BundleError, match="no bundle manifest"):
         load_bundle(study)
 
 

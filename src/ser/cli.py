@@ -112,6 +112,59 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export.onnx_export import export_bundle
+
+    report = export_bundle(args.bundle, args.out, quantize=args.quantize, corpus=args.corpus, data=args.data,
+                           cache_dir=args.cache, calibration_clips=args.calibration_clips, opset=args.opset,
+                           progress=not args.quiet)
+    for kind, path in report["files"].items():
+        print(f"{kind:>13}: {path}  ({report['sizes_mb'][kind]:.1f} MB)")
+    parity = report["parity"]
+    print(f"ONNX fp32 vs PyTorch on {parity['n']} inputs: max |dp| {parity['max_abs_diff']:.2e}, "
+          f"argmax agreement {parity['argmax_agreement']:.1%}")
+    print(f"report: {Path(args.out) / 'export.json'}; try: ser predict --model {report['files'][report['serve']]} "
+          "AUDIO.wav")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .audio import AudioError
+    from .export.runtime import load_model
+
+    model = load_model(args.model, threads=args.threads)
+    failed = 0
+    for path in args.audio:
+        try:
+            if args.timeline:
+                answer = model.timeline(path, window=args.window, hop=args.hop)
+            else:
+                answer = model.predict(path)
+        except AudioError as e:
+            print(f"ser: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(json.dumps({"file": str(path), **answer}))
+    return 2 if failed else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import Limits, serve
+
+    serve(args.model, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+          limits=Limits(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds,
+                        min_seconds=args.min_seconds))
+    return 0
+
+
+def _cmd_client(args: argparse.Namespace) -> int:
+    from .serve.client import run_client
+
+    return run_client(args.audio, url=args.url, timeline=args.timeline, timeout=args.timeout)
+
+
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, default=32, help="clips per step")
@@ -209,21 +262,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (whole speakers) for test CIs")
     p.add_argument("--no-tracking", action="store_true", help="no MLflow logging")
     p.set_defaults(func=_cmd_ensemble)
+
+    p = sub.add_parser("export", help="the ensemble bundle as one ONNX graph, fp32 and int8, checked against PyTorch",
+                       formatter_class=fmt)
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder written by `ser ensemble` (OUT/bundle)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (model.onnx, model.int8.onnx, export.json)")
+    p.add_argument("--quantize", choices=("static", "dynamic", "none", "both"), default="static",
+                   help="int8 flavour besides the fp32 model (static: QDQ per-channel, calibrated; both: static and dynamic)")
+    p.add_argument("--corpus", choices=CORPORA, default=None,
+                   help="corpus of the bundle's training speakers: static calibration and the parity check use them")
+    p.add_argument("--data", type=Path, default=None, help="its folder (CSV file for 'manifest')")
+    p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="feature cache folder")
+    p.add_argument("--calibration-clips", type=int, default=200, help="training clips for static calibration")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="emotion of audio files with an exported model (no torch); JSON per file",
+                       formatter_class=fmt)
+    p.add_argument("--model", required=True, type=Path, help=".onnx file written by `ser export`")
+    p.add_argument("audio", nargs="+", type=Path, help="WAV/FLAC/OGG/MP3 files")
+    p.add_argument("--timeline", action="store_true", help="per-window emotions for long recordings")
+    p.add_argument("--window", type=float, default=None, help="timeline window in seconds (default: clip length)")
+    p.add_argument("--hop", type=float, default=None, help="timeline hop in seconds (default: half the window)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("serve", help="HTTP service: POST audio to /predict, get the emotion (no torch)",
+                       formatter_class=fmt)
+    p.add_argument("--model", required=True, type=Path, help=".onnx file written by `ser export`")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per worker (default: all cores)")
+    p.add_argument("--max-mb", type=float, default=20.0, help="largest upload accepted (MB)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio accepted (seconds)")
+    p.add_argument("--min-seconds", type=float, default=0.25, help="shortest audio accepted (seconds)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("client", help="send audio files to a running `ser serve` and print its answers",
+                       formatter_class=fmt)
+    p.add_argument("audio", nargs="+", type=Path, help="audio files")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
+    p.add_argument("--timeline", action="store_true", help="ask for per-window results")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer")
+    p.set_defaults(func=_cmd_client)
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    # imported only when a command failed: the error types pull in librosa and torch
-    from .audio import AudioError
-    from .checkpoint import CheckpointError
-    from .corpora import CorpusError
-    from .corpora.download import DownloadError
-    from .ensemble import EnsembleError
-    from .features import FeatureError
-    from .splits import SplitError
+# (module, class) of the errors that mean bad input, not a bug: printed as one line
+_USER_ERRORS = (("ser.audio", "AudioError"), ("ser.corpora.base", "CorpusError"),
+                ("ser.corpora.download", "DownloadError"), ("ser.splits", "SplitError"),
+                ("ser.features", "FeatureError"), ("ser.checkpoint", "CheckpointError"),
+                ("ser.bundle", "BundleError"), ("ser.export.runtime", "ModelError"),
+                ("ser.export.onnx_export", "ExportError"))
 
-    return (AudioError, CorpusError, DownloadError, SplitError, FeatureError, CheckpointError, EnsembleError,
-            FileNotFoundError, PermissionError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # only modules already imported: an error cannot come from a module that never loaded,
+    # and importing the others here would pull torch into the torch-free commands
+    found = [getattr(sys.modules[m], c, None) for m, c in _USER_ERRORS if m in sys.modules]
+    return (*[e for e in found if e is not None], FileNotFoundError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # our loggers at the chosen level; other libraries' (e.g. onnxruntime's quantizer, which
+    # logs every tensor at INFO on the root logger) at WARNING
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ser").setLevel(level)
     try:
         return int(args.func(args) or 0)
     except _user_errors() as e:

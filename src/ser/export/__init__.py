@@ -1,0 +1,43 @@
+"""ONNX export of an ensemble bundle, int8 quantization, and the torch-free runtime.
+
+- :mod:`ser.export.runtime` (no torch): :func:`load_model` reads a ``.onnx`` file written
+  here and predicts from audio (``EmotionModel.predict``, ``EmotionModel.timeline``).
+- :mod:`ser.export.onnx_export` (torch): :func:`export_bundle` turns a bundle into one
+  ONNX graph (normalisation, members, weights, temperature inside), validates it, checks
+  parity with PyTorch and quantizes it.
+- :mod:`ser.export.quantize`: static QDQ per-channel int8 and dynamic int8 (onnxruntime).
+
+Names load lazily so that ``import ser.export.runtime`` (the service's path) never pulls
+in torch.
+
+Example:
+    >>> from ser.export import export_bundle, load_model                         # doctest: +SKIP
+    >>> files = export_bundle("runs/demo/ensemble/bundle", "runs/demo/model",
+    ...                       corpus="synthetic", data="data/synthetic")           # doctest: +SKIP
+    >>> load_model(files["int8"]).predict("clip.wav")["emotion"]                   # doctest: +SKIP
+    'angry'
+"""
+from __future__ import annotations
+
+import importlib
+
+_API = {
+    "load_model": "ser.export.runtime",
+    "read_metadata": "ser.export.runtime",
+    "EmotionModel": "ser.export.runtime",
+    "ModelError": "ser.export.runtime",
+    "METADATA_KEY": "ser.export.runtime",
+    "export_bundle": "ser.export.onnx_export",
+    "ExportError": "ser.export.onnx_export",
+    "quantize_static_int8": "ser.export.quantize",
+    "quantize_dynamic_int8": "ser.export.quantize",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ser.export' has no attribute {name!r}")

@@ -1,0 +1,109 @@
+"""PyTorch fp32 vs ONNX fp32 vs int8 static vs int8 dynamic on the bundle's test speakers.
+
+One table: file size, model latency (median of batch-1 runs at 1 and 2 threads, features
+given), test accuracy and UAR, argmax agreement and max probability difference against
+PyTorch. All four run in the same process on the same inputs, so the ratios are fair.
+``export_scripts/test_quantization.py --compare`` is the thin shell over
+:func:`compare_precisions`.
+
+Example:
+    >>> rows = compare_precisions("runs/demo/ensemble/bundle", "runs/demo/model",
+    ...                           corpus="synthetic", data="data/synthetic")   # doctest: +SKIP
+    >>> print(precision_table(rows))                                           # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..bundle import bundle_features, load_bundle, predict_bundle
+from ..evaluate import classification_metrics
+from .onnx_export import FILES, ExportError, _split_manifest, agreement, export_bundle
+from .runtime import EmotionModel
+
+NAMES = {"pytorch": "PyTorch fp32", "fp32": "ONNX fp32", "int8_static": "ONNX int8 static (QDQ, per-channel)",
+         "int8_dynamic": "ONNX int8 dynamic"}
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
+    for _ in range(3):  # warm-up: allocations, kernel selection
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)
+
+
+def compare_precisions(bundle: str | Path, export_dir: str | Path, corpus: str, data: str | Path,
+                       cache_dir: str | Path = "feature_cache", threads: Iterable[int] = (1, 2), repeats: int = 30,
+                       progress: bool = True) -> list[dict[str, Any]]:
+    """Measure the four precisions (exporting the missing ONNX files first).
+
+    Args:
+        bundle: the ensemble bundle folder. export_dir: where the ONNX files are (or go).
+        corpus, data: the corpus the bundle was trained on (test speakers are scored).
+        cache_dir: feature cache. threads: thread counts to time. repeats: timed runs each.
+
+    Returns:
+        One dict per precision: name, size_mb, ms_<t>t per thread count, accuracy, uar,
+        argmax_agreement and max_abs_diff (vs PyTorch), n (test clips).
+    """
+    import torch
+
+    export_dir = Path(export_dir)
+    if not all((export_dir / f).is_file() for f in FILES.values()):
+        export_bundle(bundle, export_dir, quantize="both", corpus=corpus, data=data, cache_dir=cache_dir,
+                      progress=progress)
+    models, meta = load_bundle(bundle)
+    manifest = _split_manifest(meta, corpus, data)
+    test = manifest[manifest["split"] == "test"]
+    if test.empty:
+        raise ExportError("no test-speaker clips to compare on")
+    x = bundle_features(meta, test, cache_dir, progress=progress)
+    labels = list(meta["labels"])
+    y = np.array([labels.index(e) for e in test["emotion"]])
+    one = {k: v[:1] for k, v in x.items()}
+    reference = predict_bundle((models, meta), x)
+    rows = []
+    for kind in ("pytorch", *FILES):
+        row: dict[str, Any] = {"kind": kind, "name": NAMES[kind], "n": int(len(y))}
+        if kind == "pytorch":
+            probs = reference
+            size = sum((Path(bundle) / m["checkpoint"]).stat().st_size for m in meta["members"])
+            for t in threads:
+                torch.set_num_threads(int(t))
+                with torch.inference_mode():
+                    row[f"ms_{t}t"] = _median_ms(lambda: predict_bundle((models, meta), one), repeats)
+        else:
+            path = export_dir / FILES[kind]
+            size = path.stat().st_size
+            probs = EmotionModel(path).run(x)
+            for t in threads:
+                model = EmotionModel(path, threads=int(t))
+                row[f"ms_{t}t"] = _median_ms(lambda: model.run(one), repeats)
+        scores = classification_metrics(y, probs.argmax(1), labels)
+        row.update(size_mb=size / 2**20, accuracy=float(scores["accuracy"]), uar=float(scores["uar"]),
+                   **{k: v for k, v in agreement(probs, reference).items() if k != "n"})
+        rows.append(row)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return rows
+
+
+def precision_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table, with speed-ups against ONNX fp32."""
+    threads = sorted(int(k[3:-1]) for k in rows[0] if k.startswith("ms_"))
+    base = next(r for r in rows if r["kind"] == "fp32")
+    head = ["model", "size MB", *[f"latency {t} thr (ms)" for t in threads], f"speed-up vs ONNX fp32 ({threads[0]} thr)",
+            "test accuracy", "test UAR", "argmax agreement vs PyTorch", "max abs prob diff vs PyTorch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], f"{r['size_mb']:.1f}", *[f"{r[f'ms_{t}t']:.2f}" for t in threads],
+                 f"{base[f'ms_{threads[0]}t'] / r[f'ms_{threads[0]}t']:.2f}x", f"{r['accuracy']:.3f}", f"{r['uar']:.3f}",
+                 f"{r['argmax_agreement']:.1%}", f"{r['max_abs_diff']:.1e}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,277 @@
+"""An ensemble bundle as one ONNX graph: fp32, static int8, dynamic int8, checked against PyTorch.
+
+Reads top to bottom: load the bundle, wrap its members in :class:`EnsembleModule`
+(normalisation, per-member softmax, weights, temperature: the exact computation of
+``ser.bundle.predict_bundle``), export with a dynamic batch and time axis, optimise the
+graph offline with onnxruntime, write the ser metadata (labels, feature configs, clip,
+weights, temperature) into ``metadata_props``, validate with ``onnx.checker``, check
+parity with PyTorch, then quantize.
+
+Static int8 is calibrated on features of the bundle's *training* speakers (read from the
+corpus given by ``corpus``/``data``); the parity figures use its *test* speakers. Without a
+corpus, parity uses random inputs drawn around each member's training statistics and
+static quantization is refused (calibrating on noise would be a quiet accuracy loss).
+
+The exporter is torch's TorchScript-based one (``dynamo=False``): with the pinned torch it
+exports the ResNet with a dynamic time axis directly and needs no extra package.
+
+Example:
+    >>> report = export_bundle("runs/demo/ensemble/bundle", "runs/demo/model",
+    ...                        corpus="synthetic", data="data/synthetic")    # doctest: +SKIP
+    >>> report["files"]                                                     # doctest: +SKIP
+    {'fp32': 'runs/demo/model/model.onnx', 'int8_static': 'runs/demo/model/model.int8.onnx'}
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..bundle import bundle_features, load_bundle, predict_bundle
+from ..calibration import EPS
+from ..cache import atomic_write_bytes
+from ..checkpoint import write_json_atomic
+from ..features import output_shape
+from .runtime import FORMAT, METADATA_KEY, OUTPUT, EmotionModel
+
+log = logging.getLogger(__name__)
+
+FILES = {"fp32": "model.onnx", "int8_static": "model.int8.onnx", "int8_dynamic": "model.dynamic.onnx"}
+QUANTIZE = {"static": ("int8_static",), "dynamic": ("int8_dynamic",), "none": (), "both": ("int8_static", "int8_dynamic")}
+PARITY_TOL = 1e-4  # max |p_onnx - p_torch| accepted for the fp32 graph
+PARITY_CLIPS = 64  # test clips (or random inputs) for the parity check
+
+
+class ExportError(ValueError):
+    """A bundle that cannot be exported, or an export that fails its checks."""
+
+
+class EnsembleModule(nn.Module):
+    """The bundle's probability as one module: inputs are raw features, one per member.
+
+    ``softmax(log(sum_i w_i softmax(f_i((x_i - mean_i) / std_i))) / T)``, as
+    ``predict_bundle`` computes it in float64 from the same checkpoints.
+    """
+
+    def __init__(self, models: Mapping[str, nn.Module], meta: Mapping[str, Any]) -> None:
+        super().__init__()
+        members = meta["members"]
+        self.names = [m["name"] for m in members]
+        self.nets = nn.ModuleList([models[n] for n in self.names])
+        for i, m in enumerate(members):
+            self.register_buffer(f"mean{i}", torch.tensor(m["mean"], dtype=torch.float32).view(1, 1, -1, 1))
+            self.register_buffer(f"std{i}", torch.tensor(m["std"], dtype=torch.float32).view(1, 1, -1, 1))
+        self.register_buffer("weights", torch.tensor(meta["weights"], dtype=torch.float32))
+        self.temperature = float(meta["temperature"])
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        total = None
+        for i, (x, net) in enumerate(zip(xs, self.nets)):
+            z = (x.unsqueeze(1) - getattr(self, f"mean{i}")) / getattr(self, f"std{i}")
+            p = self.weights[i] * torch.softmax(net(z), dim=1)
+            total = p if total is None else total + p
+        return torch.softmax(torch.log(torch.clamp(total, min=EPS)) / self.temperature, dim=1)
+
+
+def model_metadata(meta: Mapping[str, Any], precision: str) -> dict[str, Any]:
+    """The ``metadata_props`` document: everything a server needs besides the graph."""
+    from .. import __version__
+
+    members = [{"name": m["name"], "feature": m["feature"], "feature_key": m["feature_key"], "rows": m["height"],
+                "weight": float(w)} for m, w in zip(meta["members"], meta["weights"])]
+    clip = meta["members"][0]["clip"]
+    return {"format": FORMAT, "version": 1, "labels": list(meta["labels"]), "members": members, "clip": clip,
+            "sample_rate": clip["sample_rate"], "clip_seconds": clip["seconds"],
+            "weights": [float(w) for w in meta["weights"]], "temperature": float(meta["temperature"]),
+            "precision": precision, "output": OUTPUT, "metrics": meta.get("metrics"),
+            "speakers": meta.get("speakers"), "ser_version": __version__,
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _set_metadata(model_bytes: bytes, meta: Mapping[str, Any], precision: str) -> bytes:
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    doc = model_metadata(meta, precision)
+    del model.metadata_props[:]
+    for key, value in {METADATA_KEY: json.dumps(doc), "labels": ",".join(doc["labels"]),
+                       "inputs": ",".join(m["name"] for m in doc["members"]), "precision": precision}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.doc_string = f"ser emotion ensemble ({', '.join(m['name'] for m in doc['members'])}), {precision}"
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _torch_export(module: EnsembleModule, meta: Mapping[str, Any], opset: int) -> bytes:
+    dummies = []
+    for m in meta["members"]:
+        n = int(round(m["clip"]["seconds"] * m["clip"]["sample_rate"]))
+        rows, frames = output_shape(m["feature"], n)
+        if rows != m["height"]:
+            raise ExportError(f"member {m['name']}: the bundle says {m['height']} rows, {m['feature']} gives {rows}")
+        dummies.append(torch.zeros(1, rows, frames))
+    axes = {name: {0: "batch", 2: "frames"} for name in module.names}
+    axes[OUTPUT] = {0: "batch"}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated upstream; it is the one that needs no onnxscript (see module doc)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        torch.onnx.export(module, tuple(dummies), buf, dynamo=False, input_names=module.names,
+                          output_names=[OUTPUT], dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
+    return buf.getvalue()
+
+
+def optimize_offline(model_bytes: bytes, tmp_dir: Path) -> bytes:
+    """onnxruntime's basic graph optimisations, saved: constant folding, Conv+BatchNorm
+    fusion, redundant nodes removed. Only standard ONNX ops remain, so the file stays
+    portable and quantizable; the extended fusions (e.g. Conv+Relu into the contrib
+    ``FusedConv``, which the quantizer does not know) and layout changes happen at load."""
+    import onnxruntime as ort
+
+    src, dst = tmp_dir / "raw.onnx", tmp_dir / "optimized.onnx"
+    src.write_bytes(model_bytes)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+    return dst.read_bytes()
+
+
+def _split_manifest(meta: Mapping[str, Any], corpus: str | None, data: str | Path | None):
+    """The corpus manifest with the bundle's split column, or None without a corpus."""
+    if corpus is None and data is None:
+        return None
+    if corpus is None or data is None:
+        raise ExportError("give both --corpus and --data (the corpus the bundle was trained on), or neither")
+    from ..corpora import load_manifest
+
+    speakers = meta.get("speakers") or {}
+    if not speakers.get("train") or not speakers.get("test"):
+        raise ExportError("the bundle records no train/test speakers; re-create it with `ser ensemble`")
+    manifest = load_manifest(corpus, data)
+    where = {s: split for split, ss in speakers.items() for s in ss}
+    manifest = manifest.assign(split=manifest["speaker"].astype(str).map(where))
+    if not manifest["split"].eq("train").any():
+        raise ExportError(f"no clip of {corpus} at {data} belongs to the bundle's training speakers "
+                          f"{speakers['train'][:5]}...; is this the corpus the bundle was trained on?")
+    return manifest
+
+
+def _sample(df, n: int, seed: int):
+    return df if len(df) <= n else df.sample(n=n, random_state=seed).sort_index()
+
+
+def _random_inputs(meta: Mapping[str, Any], n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for m in meta["members"]:
+        rows, frames = output_shape(m["feature"], int(round(m["clip"]["seconds"] * m["clip"]["sample_rate"])))
+        mean, std = np.asarray(m["mean"], np.float32), np.asarray(m["std"], np.float32)
+        out[m["name"]] = (mean[None, :, None] + std[None, :, None] * rng.normal(size=(n, rows, frames))).astype(
+            np.float32)
+    return out
+
+
+def agreement(p: np.ndarray, q: np.ndarray) -> dict[str, float]:
+    """Max absolute probability difference and argmax agreement of two (N, K) arrays."""
+    return {"n": int(len(p)), "max_abs_diff": float(np.abs(p - q).max()),
+            "argmax_agreement": float(np.mean(p.argmax(1) == q.argmax(1)))}
+
+
+def export_bundle(bundle: str | Path, out_dir: str | Path, quantize: str | Iterable[str] = "static",
+                  corpus: str | None = None, data: str | Path | None = None, cache_dir: str | Path = "feature_cache",
+                  calibration_clips: int = 200, opset: int = 17, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Export a bundle to ONNX, check it against PyTorch, quantize it.
+
+    Args:
+        bundle: the bundle folder (``ser ensemble --out DIR`` writes ``DIR/bundle``).
+        out_dir: output folder: ``model.onnx`` (fp32), ``model.int8.onnx`` (static int8),
+            ``model.dynamic.onnx`` (dynamic int8), ``export.json`` (the report).
+        quantize: ``"static"``, ``"dynamic"``, ``"none"`` or ``"both"``.
+        corpus, data: the corpus the bundle was trained on; static calibration reads its
+            training speakers, the parity check its test speakers. Required for static.
+        cache_dir: feature cache. calibration_clips: training clips for calibration.
+        opset: ONNX opset. seed: clip sampling seed. progress: progress bars.
+
+    Returns:
+        The report (also ``export.json``): files, sizes, parity of fp32 vs PyTorch and of
+        each int8 model vs fp32, calibration clips, and ``serve`` (the file to serve).
+
+    Raises:
+        ExportError: bad bundle/corpus combination, static without a corpus, or an fp32
+            graph that differs from PyTorch by more than ``PARITY_TOL``.
+    """
+    import tempfile
+
+    from .quantize import quantize_dynamic_int8, quantize_static_int8
+
+    kinds = QUANTIZE.get(quantize) if isinstance(quantize, str) else tuple(f"int8_{q}" for q in quantize)
+    if kinds is None or any(k not in FILES for k in kinds):
+        raise ExportError(f"quantize={quantize!r}; choose from {', '.join(QUANTIZE)}")
+    models, meta = load_bundle(bundle)
+    manifest = _split_manifest(meta, corpus, data)
+    if "int8_static" in kinds and manifest is None:
+        raise ExportError("static int8 is calibrated on the bundle's training speakers: pass --corpus and --data "
+                          "(or --quantize dynamic|none)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    # 1. the graph: export, optimise, metadata, check
+    module = EnsembleModule(models, meta).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = optimize_offline(_torch_export(module, meta, opset), Path(tmp))
+    files = {"fp32": out / FILES["fp32"]}
+    atomic_write_bytes(files["fp32"], _set_metadata(fp32, meta, "fp32"))
+
+    # 2. parity with PyTorch on test-speaker features (or random inputs)
+    if manifest is not None:
+        test = _sample(manifest[manifest["split"] == "test"], PARITY_CLIPS, seed)
+        inputs = bundle_features(meta, test, cache_dir, progress=progress)
+        source = f"{len(test)} test-speaker clips of {corpus}"
+    else:
+        inputs, source = _random_inputs(meta, PARITY_CLIPS // 4, seed), "random inputs around the training statistics"
+    reference = predict_bundle((models, meta), inputs)
+    onnx_fp32 = EmotionModel(files["fp32"]).run(inputs)
+    parity = {**agreement(onnx_fp32, reference), "inputs": source}
+    if not parity["max_abs_diff"] <= PARITY_TOL:
+        raise ExportError(f"ONNX fp32 differs from PyTorch by {parity['max_abs_diff']:.2e} (> {PARITY_TOL:g}) on "
+                          f"{source}; the export is wrong, please report it")
+
+    # 3. int8
+    report_q: dict[str, Any] = {}
+    calibration = None
+    if "int8_static" in kinds:
+        train = _sample(manifest[manifest["split"] == "train"], calibration_clips, seed)
+        calibration = bundle_features(meta, train, cache_dir, progress=progress)
+        files["int8_static"] = out / FILES["int8_static"]
+        q = quantize_static_int8(files["fp32"].read_bytes(), calibration)
+        atomic_write_bytes(files["int8_static"], _set_metadata(q, meta, "int8-static"))
+    if "int8_dynamic" in kinds:
+        files["int8_dynamic"] = out / FILES["int8_dynamic"]
+        q = quantize_dynamic_int8(files["fp32"].read_bytes())
+        atomic_write_bytes(files["int8_dynamic"], _set_metadata(q, meta, "int8-dynamic"))
+    for kind in kinds:
+        report_q[kind] = {**agreement(EmotionModel(files[kind]).run(inputs), onnx_fp32), "inputs": source}
+
+    report = {"bundle": str(bundle), "files": {k: str(v) for k, v in files.items()},
+              "sizes_mb": {k: v.stat().st_size / 2**20 for k, v in files.items()},
+              "serve": "int8_static" if "int8_static" in files else "fp32",
+              "parity": parity, "int8_vs_fp32": report_q, "opset": opset,
+              "calibration": None if calibration is None else {"clips": int(len(train)), "speakers": "train"},
+              "members": [m["name"] for m in meta["members"]], "labels": meta["labels"],
+              "seconds": round(time.perf_counter() - t0, 1)}
+    write_json_atomic(out / "export.json", report)
+    log.info("exported %s to %s in %.1f s; fp32 parity max |dp| %.1e", report["members"], out, report["seconds"],
+             parity["max_abs_diff"])
+    return report

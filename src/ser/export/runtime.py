@@ -1,0 +1,320 @@
+"""The torch-free runtime: an exported ``.onnx`` file in, emotions out.
+
+Everything a model needs to serve is in the file's ``metadata_props`` (key ``"ser"``, a
+JSON document): ordered labels, each member's input name, feature and feature config,
+the clip config it was trained with (sample rate, length, silence trimming), the
+ensemble weights and temperature. This module imports onnxruntime, numpy and the
+feature code only, never torch; the service (``ser.serve``), ``ser predict`` and
+``export_scripts/test_onnx_model.py`` all go through :class:`EmotionModel`.
+
+Audio of up to ``SINGLE_CLIP_FACTOR`` clip lengths (at least ``SINGLE_CLIP_MIN_S``) is one
+clip, prepared exactly as in training (silence trimmed, padded or cut to the clip length). Longer audio is cut into
+windows (``window`` seconds every ``hop`` seconds, the clip length and half of it by
+default); silent windows are skipped and the overall answer averages the others.
+
+Example:
+    >>> model = load_model("runs/demo/model/model.int8.onnx")          # doctest: +SKIP
+    >>> model.predict("clip.wav")                                       # doctest: +SKIP
+    {'emotion': 'angry', 'probabilities': {'neutral': 0.01, ...}, 'duration_s': 3.2, 'model': 'model.int8'}
+    >>> [s["emotion"] for s in model.timeline("call.wav")["segments"]]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import numpy as np
+
+from ..audio import AudioError, load_audio
+from ..cache import ClipConfig
+from ..featurize import prepare
+from ..features import extract, feature_key, get_config
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "ser"  # the metadata_props entry holding our JSON description
+FORMAT = "ser-onnx"  # its "format" field
+OUTPUT = "probabilities"  # the graph's output: calibrated, weighted probabilities (N, labels)
+SINGLE_CLIP_FACTOR = 2.0  # audio up to this many clip lengths (and at least SINGLE_CLIP_MIN_S)
+SINGLE_CLIP_MIN_S = 5.0  # ... is one clip, prepared exactly as in training; longer audio is windowed
+SILENCE_TOP_DB = 40.0  # a window whose loudest 25 ms frame is this far below the file's loudest is silent
+SILENCE_FLOOR_DB = -60.0  # ... and so is any window whose loudest frame is below this (dBFS)
+BATCH = 16  # windows per onnxruntime call: bounds memory on long audio
+
+Audio = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
+
+
+LEVEL_FRAME, LEVEL_HOP = 400, 160  # 25 ms frames every 10 ms for the silence test
+
+
+def frame_levels(y: np.ndarray) -> np.ndarray:
+    """RMS level (dBFS) of each 25 ms frame, every 10 ms: O(n) memory even for an hour of audio."""
+    sq = np.concatenate([[0.0], np.cumsum(np.asarray(y, dtype=np.float64) ** 2)])
+    starts = np.arange(0, max(len(y) - LEVEL_FRAME, 0) + 1, LEVEL_HOP)
+    ends = np.minimum(starts + LEVEL_FRAME, len(y))
+    rms = np.sqrt(np.maximum(sq[ends] - sq[starts], 0.0) / np.maximum(ends - starts, 1))
+    return 20.0 * np.log10(np.maximum(rms, 1e-10))
+
+
+class ModelError(ValueError):
+    """A model file that is missing, not ONNX, or not exported by ``ser export``."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One ensemble member as the runtime sees it: a graph input and how to compute it."""
+
+    name: str  # graph input name (the member's name, e.g. "mel")
+    feature: str  # representation name in ser.features
+    config: Any  # its frozen feature config
+    rows: int  # expected feature rows
+    weight: float  # ensemble weight (informational: the graph applies it)
+
+
+def parse_metadata(props: Mapping[str, str], source: str) -> dict[str, Any]:
+    """Our JSON description from a model's metadata map; ModelError if absent or malformed."""
+    if METADATA_KEY not in props:
+        raise ModelError(f"{source}: ONNX model without ser metadata (no {METADATA_KEY!r} entry in "
+                         "metadata_props); export models with `ser export --bundle DIR --out DIR`")
+    try:
+        meta = json.loads(props[METADATA_KEY])
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        for key in ("labels", "members", "clip", "weights", "temperature"):
+            meta[key]  # noqa: B018 (presence check)
+    except (json.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        raise ModelError(f"{source}: malformed ser metadata ({e}); re-export the model with `ser export`") from e
+    return meta
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ser metadata of a model file, without creating an inference session."""
+    import onnx
+
+    p = _check_path(path)
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf raises several types for a non-ONNX file
+        raise ModelError(f"{p}: not an ONNX model ({type(e).__name__}: {e})") from e
+    return parse_metadata({x.key: x.value for x in model.metadata_props}, str(p))
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        what = "is a directory" if p.is_dir() else "no such file"
+        raise ModelError(f"{p}: {what}; pass an .onnx file written by `ser export --bundle DIR --out DIR`")
+    return p
+
+
+def _providers() -> list[str]:
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+class EmotionModel:
+    """An exported ensemble loaded in onnxruntime, with the feature pipeline it expects.
+
+    Args:
+        path: the ``.onnx`` file (fp32 or int8) written by ``ser export``.
+        threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
+
+    Attributes:
+        labels: ordered class names. members: the graph inputs (:class:`Member`).
+        clip: the training clip config. meta: the full metadata. name: the file's stem.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = _check_path(path)
+        self.name = self.path.name.removesuffix(".onnx")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=_providers())
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
+        self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.labels: list[str] = list(self.meta["labels"])
+        self.clip = ClipConfig(**self.meta["clip"])
+        self.sample_rate = int(self.clip.sample_rate)
+        self.single_clip_max_s = max(SINGLE_CLIP_FACTOR * self.clip.seconds, SINGLE_CLIP_MIN_S)
+        self.members = [self._member(m) for m in self.meta["members"]]
+        inputs = {i.name for i in self.session.get_inputs()}
+        missing = [m.name for m in self.members if m.name not in inputs]
+        if missing or len(self.session.get_outputs()) != 1:
+            raise ModelError(f"{self.path}: graph inputs {sorted(inputs)} do not match the members in its "
+                             f"metadata {[m.name for m in self.members]}; re-export the model")
+        self._output = self.session.get_outputs()[0].name
+        # one extract() call per group of members whose feature names do not collide
+        self._calls: list[dict[str, Member]] = []
+        for m in self.members:
+            call = next((c for c in self._calls if m.feature not in c), None)
+            if call is None:
+                call = {}
+                self._calls.append(call)
+            call[m.feature] = m
+
+    def _member(self, m: Mapping[str, Any]) -> Member:
+        key = dict(m["feature_key"])
+        params = {k: v for k, v in key.items() if k not in ("name", "version")}
+        try:
+            config = get_config(m["feature"], **params)
+        except Exception as e:
+            raise ModelError(f"{self.path}: member {m['name']!r}: feature config not understood ({e})") from e
+        ours = feature_key(m["feature"], config)["version"]
+        if key.get("version") != ours:
+            raise ModelError(f"{self.path}: member {m['name']!r} was trained on {m['feature']} features version "
+                             f"{key.get('version')}, this ser computes version {ours}; retrain and re-export")
+        return Member(m["name"], m["feature"], config, int(m["rows"]), float(m.get("weight", 0.0)))
+
+    def __repr__(self) -> str:
+        return f"EmotionModel({str(self.path)!r}, members={[m.name for m in self.members]}, labels={self.labels})"
+
+    # ------------------------------------------------------------------ arrays in, probabilities out
+    def waveform(self, audio: Audio, sr: int | None = None) -> np.ndarray:
+        """Mono float32 at the model's rate from a path, file bytes or an array (``sr`` needed
+        for an array at another rate)."""
+        if isinstance(audio, np.ndarray):
+            y = np.asarray(audio, dtype=np.float32)
+            if y.ndim == 2:  # (samples, channels) as soundfile returns, or (channels, samples)
+                y = y.mean(axis=1 if y.shape[0] > y.shape[1] else 0)
+            if y.ndim != 1 or y.size == 0:
+                raise AudioError(f"array input: expected 1-D (or 2-D multichannel) samples, got shape {audio.shape}")
+            if not np.isfinite(y).all():
+                raise AudioError("array input: contains NaN or infinite samples")
+            if sr is not None and int(sr) != self.sample_rate:
+                import soxr
+
+                y = soxr.resample(y, int(sr), self.sample_rate, quality="HQ")
+            return np.ascontiguousarray(y, dtype=np.float32)
+        return load_audio(audio, self.sample_rate)
+
+    def features(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Graph inputs ``{member: (N, rows, frames)}`` for prepared clips (model rate)."""
+        cols: dict[str, list[np.ndarray]] = {m.name: [] for m in self.members}
+        for y in clips:
+            for call in self._calls:
+                got = extract(y, self.sample_rate, list(call), {f: m.config for f, m in call.items()})
+                for f, m in call.items():
+                    cols[m.name].append(got[f])
+        return {name: np.stack(arrs) for name, arrs in cols.items()}
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The graph on ready inputs ``{member: (N, rows, frames)}`` -> probabilities (N, labels)."""
+        for m in self.members:
+            x = inputs.get(m.name)
+            if x is None or x.ndim != 3 or x.shape[1] != m.rows:
+                raise ModelError(f"input {m.name!r}: expected (N, {m.rows}, frames), got "
+                                 f"{None if x is None else x.shape}")
+        feed = {m.name: np.ascontiguousarray(inputs[m.name], dtype=np.float32) for m in self.members}
+        return np.asarray(self.session.run([self._output], feed)[0], dtype=np.float64)
+
+    def probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Probabilities (N, labels) for prepared clips, ``BATCH`` at a time."""
+        parts = [self.run(self.features(clips[i:i + BATCH])) for i in range(0, len(clips), BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)))
+
+    def _answer(self, p: np.ndarray, duration: float) -> dict[str, Any]:
+        return {"emotion": self.labels[int(np.argmax(p))],
+                "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)},
+                "duration_s": round(float(duration), 3), "model": self.name}
+
+    # ------------------------------------------------------------------ audio in, answers out
+    def predict(self, audio: Audio, sr: int | None = None) -> dict[str, Any]:
+        """The API's answer for one recording.
+
+        Args:
+            audio: a path, the file's bytes, or a waveform (with ``sr`` if not the model's rate).
+            sr: sample rate of an array input.
+
+        Returns:
+            ``{"emotion", "probabilities": {label: p}, "duration_s", "model"}``; long audio
+            (longer than ``single_clip_max_s``) also carries ``"windows"``, the number of
+            non-silent windows averaged.
+
+        Raises:
+            AudioError: unreadable audio. ModelError: inputs that do not fit the model.
+        """
+        y = self.waveform(audio, sr)
+        duration = len(y) / self.sample_rate
+        if duration <= self.single_clip_max_s:
+            return self._answer(self.probabilities([prepare(y, self.clip)])[0], duration)
+        tl = self._windows(y, None, None)
+        return {**self._answer(tl["overall"], duration), "windows": len(tl["segments"])}
+
+    def timeline(self, audio: Audio, sr: int | None = None, window: float | None = None,
+                 hop: float | None = None) -> dict[str, Any]:
+        """Per-window emotions of a long recording (a call), silent windows skipped.
+
+        Args:
+            audio, sr: as for :meth:`predict`.
+            window: window length in seconds (default: the model's clip length).
+            hop: seconds between window starts (default: half the window).
+
+        Returns:
+            The :meth:`predict` fields for the whole recording (the mean of the non-silent
+            windows) plus ``window_s``, ``hop_s``, ``silent_windows`` and ``segments``: a list of
+            ``{"start", "end", "emotion", "probabilities"}`` in time order. Windows cover the
+            audio: the last one ends at the end of the recording.
+        """
+        y = self.waveform(audio, sr)
+        tl = self._windows(y, window, hop)
+        return {**self._answer(tl["overall"], len(y) / self.sample_rate), "window_s": tl["window"],
+                "hop_s": tl["hop"], "silent_windows": tl["silent"], "segments": tl["segments"]}
+
+    def _windows(self, y: np.ndarray, window: float | None, hop: float | None) -> dict[str, Any]:
+        window = float(window or self.clip.seconds)
+        hop = float(hop or window / 2)
+        if not (window > 0 and hop > 0):
+            raise ValueError(f"window and hop must be > 0 seconds, got window={window}, hop={hop}")
+        sr, n = self.sample_rate, len(y)
+        w, h = max(1, int(round(window * sr))), max(1, int(round(hop * sr)))
+        starts = list(range(0, max(n - w, 0) + 1, h))
+        if starts[-1] + w < n:  # a last window flush with the end, so the whole recording is covered
+            starts.append(n - w)
+        db = frame_levels(y)
+        floor = max(float(db.max()) - SILENCE_TOP_DB, SILENCE_FLOOR_DB)
+        keep, silent = [], 0
+        for s in starts:
+            first = min(s // LEVEL_HOP, len(db) - 1)
+            if db[first: max(first + 1, (s + w - LEVEL_FRAME) // LEVEL_HOP + 1)].max() < floor:
+                silent += 1
+            else:
+                keep.append(s)
+        probs = self.probabilities([prepare(y[s:s + w], self.clip) for s in keep])
+        segments = [{"start": round(s / sr, 3), "end": round(min(s + w, n) / sr, 3),
+                     **{k: v for k, v in self._answer(p, 0).items() if k in ("emotion", "probabilities")}}
+                    for s, p in zip(keep, probs)]
+        overall = probs.mean(axis=0) if len(probs) else np.full(len(self.labels), 1 / len(self.labels))
+        if not keep:
+            log.warning("every window is silent; the overall answer is uniform")
+        return {"overall": overall, "segments": segments, "silent": silent, "window": window, "hop": hop}
+
+    def warmup(self) -> None:
+        """One prediction on quiet noise, so the first real request pays no compilation or allocation."""
+        rng = np.random.default_rng(0)
+        self.predict(rng.normal(0, 0.01, int(self.clip.seconds * self.sample_rate)).astype(np.float32))
+
+
+def load_model(path: str | os.PathLike, threads: int | None = None) -> EmotionModel:
+    """Load an exported model file (see :class:`EmotionModel`).
+
+    Raises:
+        ModelError: missing file, not ONNX, or no ser metadata; the message says how to make one.
+
+    Example:
+        >>> load_model("runs/demo/model/model.int8.onnx").labels   # doctest: +SKIP
+        ['neutral', 'calm', 'happy', 'sad', 'angry', 'fearful', 'disgust', 'surprised']
+    """
+    return EmotionModel(path, threads=threads)
