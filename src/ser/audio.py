@@ -47,6 +47,10 @@ class AudioError(ValueError):
     """Raised when audio cannot be decoded or is unusable; the message names the source."""
 
 
+class UnsupportedFormatError(AudioError):
+    """Audio in a container we recognise but do not read (M4A, WebM, AMR, MIDI, ...)."""
+
+
 def _describe(source: AudioSource) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
@@ -103,7 +107,7 @@ def load_audio(source: AudioSource, sr: int = SAMPLE_RATE) -> np.ndarray:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         kind = _sniff_unsupported(data[:16])
         if kind is not None:
-            raise AudioError(
+            raise UnsupportedFormatError(
                 f"{name}: {kind} audio is not supported; convert it to one of "
                 f"{', '.join(FORMATS)} (e.g. `ffmpeg -i in.m4a out.wav`)"
             ) from e

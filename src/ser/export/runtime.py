@@ -52,11 +52,23 @@ LEVEL_FRAME, LEVEL_HOP = 400, 160  # 25 ms frames every 10 ms for the silence te
 
 
 def frame_levels(y: np.ndarray) -> np.ndarray:
-    """RMS level (dBFS) of each 25 ms frame, every 10 ms: O(n) memory even for an hour of audio."""
-    sq = np.concatenate([[0.0], np.cumsum(np.asarray(y, dtype=np.float64) ** 2)])
-    starts = np.arange(0, max(len(y) - LEVEL_FRAME, 0) + 1, LEVEL_HOP)
-    ends = np.minimum(starts + LEVEL_FRAME, len(y))
-    rms = np.sqrt(np.maximum(sq[ends] - sq[starts], 0.0) / np.maximum(ends - starts, 1))
+    """RMS level (dBFS) of each 25 ms frame, every 10 ms (frames wholly inside ``y``).
+
+    Works on 80-sample blocks (the frame and hop are 5 and 2 blocks), so the temporary
+    memory is a small fraction of the audio's even for an hour-long call.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if len(y) < LEVEL_FRAME:
+        rms = np.sqrt(np.mean(np.square(y, dtype=np.float64))) if len(y) else 0.0
+        return np.array([20.0 * np.log10(max(rms, 1e-10))])
+    block = LEVEL_HOP // 2  # 80 samples: gcd of frame and hop
+    nb = len(y) // block
+    blocks = y[:nb * block].reshape(nb, block)
+    energy = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(energy)])
+    n = (len(y) - LEVEL_FRAME) // LEVEL_HOP + 1
+    first = 2 * np.arange(n)
+    rms = np.sqrt(np.maximum(sums[first + 5] - sums[first], 0.0) / LEVEL_FRAME)
     return 20.0 * np.log10(np.maximum(rms, 1e-10))
 
 
@@ -274,8 +286,8 @@ class EmotionModel:
                 "hop_s": tl["hop"], "silent_windows": tl["silent"], "segments": tl["segments"]}
 
     def _windows(self, y: np.ndarray, window: float | None, hop: float | None) -> dict[str, Any]:
-        window = float(window or self.clip.seconds)
-        hop = float(hop or window / 2)
+        window = float(self.clip.seconds if window is None else window)
+        hop = float(window / 2 if hop is None else hop)
         if not (window > 0 and hop > 0):
             raise ValueError(f"window and hop must be > 0 seconds, got window={window}, hop={hop}")
         sr, n = self.sample_rate, len(y)
@@ -292,7 +304,10 @@ class EmotionModel:
                 silent += 1
             else:
                 keep.append(s)
-        probs = self.probabilities([prepare(y[s:s + w], self.clip) for s in keep])
+        # prepared BATCH windows at a time: memory stays flat however long the call is
+        parts = [self.run(self.features([prepare(y[s:s + w], self.clip) for s in keep[i:i + BATCH]]))
+                 for i in range(0, len(keep), BATCH)]
+        probs = np.concatenate(parts) if parts else np.zeros((0, len(self.labels)))
         segments = [{"start": round(s / sr, 3), "end": round(min(s + w, n) / sr, 3),
                      **{k: v for k, v in self._answer(p, 0).items() if k in ("emotion", "probabilities")}}
                     for s, p in zip(keep, probs)]

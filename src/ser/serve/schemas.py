@@ -1,0 +1,95 @@
+"""The service's answers as pydantic models: they validate what goes out and write the
+OpenAPI document (``/openapi.json``, ``/docs``), so the document and the answers agree.
+
+The field names are the ones :meth:`ser.export.runtime.EmotionModel.predict` and
+``.timeline`` return; ``ser predict`` prints the same JSON.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+from .limits import ERRORS
+
+
+class Prediction(BaseModel):
+    """The emotion of one recording."""
+
+    emotion: str = Field(description="the most probable label", examples=["angry"])
+    probabilities: dict[str, float] = Field(
+        description="probability of every label of the model (in the model's label order), summing to 1",
+        examples=[{"neutral": 0.05, "happy": 0.1, "sad": 0.05, "angry": 0.8}])
+    duration_s: float = Field(description="length of the decoded audio in seconds", examples=[3.2])
+    model: str = Field(description="name of the model that answered (its file name without .onnx)",
+                       examples=["model.int8"])
+    windows: Optional[int] = Field(None, description="only for audio longer than two clip lengths: the number of "
+                                                     "non-silent windows whose probabilities were averaged")
+
+
+class Segment(BaseModel):
+    """One window of a timeline."""
+
+    start: float = Field(description="window start in seconds")
+    end: float = Field(description="window end in seconds")
+    emotion: str = Field(description="the window's most probable label")
+    probabilities: dict[str, float] = Field(description="the window's probabilities, summing to 1")
+
+
+class Timeline(Prediction):
+    """Per-window emotions of a recording; the overall fields average the non-silent windows."""
+
+    window_s: float = Field(description="window length in seconds")
+    hop_s: float = Field(description="seconds between window starts")
+    silent_windows: int = Field(description="windows skipped as silent (absent from segments)")
+    segments: list[Segment] = Field(description="non-silent windows in time order; the windows cover the audio "
+                                                "(the first starts at 0, the last ends at duration_s)")
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: a stable code and a sentence for a person."""
+
+    error: str = Field(description="machine-readable code: " + ", ".join(ERRORS), examples=["too_short"])
+    detail: str = Field(description="what was wrong and how to fix it",
+                        examples=["the audio lasts 0.100 s; at least 0.25 s is needed (send a longer recording)"])
+
+
+class LimitsInfo(BaseModel):
+    max_bytes: int = Field(description="largest upload in bytes")
+    max_seconds: float = Field(description="longest audio in seconds")
+    min_seconds: float = Field(description="shortest audio in seconds")
+    max_windows: int = Field(description="most timeline windows per request")
+
+
+class Health(BaseModel):
+    status: str = Field(description='"ok" once the model is loaded and warmed up, "starting" before',
+                        examples=["ok"])
+    model: str = Field(description="the model's name")
+    labels: int = Field(description="number of labels")
+    uptime_s: float = Field(description="seconds since the app was created")
+    in_flight: int = Field(description="requests being decoded or run right now")
+    version: str = Field(description="ser version")
+    limits: LimitsInfo
+
+
+class MemberInfo(BaseModel):
+    name: str = Field(description="graph input name")
+    feature: str = Field(description="representation (see ser.features)")
+    rows: int = Field(description="feature rows the member expects")
+    weight: float = Field(description="ensemble weight")
+
+
+class ModelInfo(BaseModel):
+    sample_rate: int = Field(description="rate the audio is resampled to (Hz)")
+    clip_seconds: float = Field(description="training clip length; longer audio is cut into windows of this length")
+    members: list[MemberInfo]
+    precision: Optional[str] = Field(None, description='"fp32" or "int8" where the export recorded it')
+    temperature: Optional[float] = Field(None, description="calibration temperature applied inside the graph")
+    extra: dict[str, Any] = Field(default_factory=dict,
+                                  description="other scalar fields of the model's metadata (corpus, version, ...)")
+
+
+class LabelsInfo(BaseModel):
+    labels: list[str] = Field(description="the model's labels, in order", examples=[["neutral", "happy", "sad"]])
+    model: str = Field(description="the model's name")
+    metadata: ModelInfo
