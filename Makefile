@@ -6,7 +6,7 @@ SER    := $(VENV)/bin/ser
 STAMP  := $(VENV)/.installed
 DATA   ?= data/synthetic
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo serve-demo test test-fast bench bench-serve clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,31 @@ venv: $(STAMP)
 # comparison study of the origin's three representations (mel, mfcc, chroma) and their
 # Optuna-weighted ensemble.
 DEMO_OUT ?= runs/demo
+DEMO_CLIP = $(DATA)/Actor_08/03-01-05-01-02-01-08.wav
 demo: $(STAMP)
 	$(SER) data synth --out $(DATA)
 	$(SER) data manifest synthetic $(DATA)
 	$(SER) features --corpus synthetic --data $(DATA) --features all
 	$(SER) compare --corpus synthetic --data $(DATA) --features mel,mfcc,chroma --epochs 8 --out $(DEMO_OUT)
 	$(SER) ensemble --runs $(DEMO_OUT) --top 3 --trials 50 --out $(DEMO_OUT)/ensemble
+	$(SER) export --bundle $(DEMO_OUT)/ensemble/bundle --out $(DEMO_OUT)/model --quantize static \
+		--corpus synthetic --data $(DATA)
+	$(SER) predict --model $(DEMO_OUT)/model/model.int8.onnx $(DEMO_CLIP)
+	$(MAKE) --no-print-directory serve-demo MODEL=$(DEMO_OUT)/model/model.int8.onnx CLIP=$(DEMO_CLIP)
+
+# The service end to end: start it, wait until it answers, POST a clip with curl-free
+# `ser client`, show a refused upload, stop it.
+PORT  ?= 8765
+MODEL ?= $(DEMO_OUT)/model/model.int8.onnx
+CLIP  ?= $(DEMO_CLIP)
+serve-demo: $(STAMP)
+	@$(SER) -q serve --model $(MODEL) --port $(PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
+	for i in $$(seq 120); do $(PY) -c "import httpx; httpx.get('http://127.0.0.1:$(PORT)/health').raise_for_status()" \
+		2>/dev/null && break; kill -0 $$pid 2>/dev/null || exit 1; sleep 0.5; done; \
+	echo "POST $(CLIP) to http://127.0.0.1:$(PORT)/predict:"; \
+	$(SER) client --url http://127.0.0.1:$(PORT) $(CLIP) && \
+	echo "POST a text file (refused with a 4xx JSON error):"; \
+	! $(SER) client --url http://127.0.0.1:$(PORT) README.md
 
 # The whole test suite (what CI runs).
 test: $(STAMP)
@@ -37,6 +56,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/features.py --clips 20
+
+# The service under load (needs the model `make demo` exports, or MODEL=...).
+bench-serve: $(STAMP)
+	$(PY) bench/serve.py --model $(MODEL) --requests 500 --concurrency 8
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
