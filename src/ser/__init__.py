@@ -11,6 +11,9 @@ Example:
     >>> feats = ser.extract(y, 16000, ["mel", "mfcc"])              # doctest: +SKIP
     >>> X = ser.load_features(m, ["mel"])["mel"]     # cached, (clips, 64, 188)  # doctest: +SKIP
     >>> board = ser.compare(m, "all", ser.TrainConfig(epochs=20), "study")  # doctest: +SKIP
+    >>> summary = ser.ensemble("study", "study/ensemble", top=3)    # doctest: +SKIP
+    >>> ser.export_bundle("study/ensemble/bundle", "model", corpus="ravdess", data="...")  # doctest: +SKIP
+    >>> ser.load_model("model/model.int8.onnx").predict("clip.wav")  # no torch  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -34,6 +37,9 @@ _API = {
     "TrainConfig": "ser.train",
     "train_feature": "ser.train",
     "compare": "ser.compare",
+    "ensemble": "ser.ensemble",
+    "export_bundle": "ser.export.onnx_export",
+    "load_model": "ser.export.runtime",
 }
 __all__ = sorted(_API)
 
