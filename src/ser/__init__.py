@@ -17,7 +17,7 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_api
 
 __version__ = "0.1.0"
 
@@ -42,15 +42,4 @@ _API = {
     "load_model": "ser.export.runtime",
 }
 __all__ = sorted(_API)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ser' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_api(__name__, _API)

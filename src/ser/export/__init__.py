@@ -19,7 +19,7 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_api
 
 _API = {
     "load_model": "ser.export.runtime",
@@ -33,11 +33,4 @@ _API = {
     "quantize_dynamic_int8": "ser.export.quantize",
 }
 __all__ = sorted(_API)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ser.export' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_api(__name__, _API)
