@@ -119,3 +119,13 @@ def test_tracking_writes_mlflow_and_tensorboard(split, tmp_path, monkeypatch):
 
     runs = mlflow.search_runs(experiment_names=["ser"])
     assert len(runs) == 1 and runs["params.feature"][0] == "rms" and "metrics.test_uar" in runs
+
+
+def test_resuming_a_finished_run_only_retests_it(split, tmp_path):
+    cfg = TrainConfig(feature="rms", epochs=3, patience=1, clip=CLIP, augment=False, n_boot=0)
+    kw = dict(cache_dir=tmp_path / "fc", tracking=False, progress=False)
+    first = train_feature(split, cfg, tmp_path / "r", **kw)
+    weights = (tmp_path / "r" / "model.pt").read_bytes()
+    again = train_feature(split, cfg, tmp_path / "r", resume=True, **kw)
+    assert (again["epochs_run"], again["best_epoch"]) == (first["epochs_run"], first["best_epoch"])
+    assert again["val"]["uar"] == first["val"]["uar"] and (tmp_path / "r" / "model.pt").read_bytes() == weights

@@ -83,7 +83,7 @@ def _baseline(manifest: pd.DataFrame, splits: list[pd.DataFrame], names: list[st
 def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainConfig, out_dir: str | Path, *,
             folds: int | None = None, val: float = 0.15, test: float = 0.15, split_seed: int = 0,
             cache_dir: str | Path = DEFAULT_ROOT, tracking: bool = True, jobs: int = 1, progress: bool = True,
-            baseline: bool = True) -> pd.DataFrame:
+            baseline: bool = True, resume: bool = False) -> pd.DataFrame:
     """Train one model per representation and write the leaderboard.
 
     Args:
@@ -94,6 +94,8 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
         folds: ``None`` for one train/val/test split, or ``k`` leave-speakers-out folds.
         val, test, split_seed: the single split's speaker fractions and seed.
         baseline: add the logistic-regression baseline on pooled statistics of all features.
+        resume: continue each run from its ``resume.pt`` (a finished run is only re-tested),
+            so a killed or extended study (more features) redoes no finished work.
 
     Returns:
         The leaderboard, best test UAR first.
@@ -119,7 +121,7 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
         for split_df, fdir in zip(splits, fold_dirs):
             run = fdir / "runs" / name
             res = train_feature(split_df, replace(cfg, feature=name), run, cache_dir=cache_dir,
-                                tracking=tracking, jobs=jobs, progress=progress)
+                                tracking=tracking, jobs=jobs, progress=progress, resume=resume)
             run_dirs.append(run)
             val_uars.append(res["val"]["uar"])
             extra["best_epoch"].append(res["best_epoch"])

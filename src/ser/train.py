@@ -189,7 +189,9 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
     idx_train = np.arange(len(y_train))
     t0 = time.perf_counter()
     epoch = start_epoch - 1
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.feature}", unit="epoch", disable=not progress)
+    # a resumed run that had already stopped early has nothing left to train
+    end_epoch = start_epoch if stale >= cfg.patience else cfg.epochs
+    bar = tqdm(range(start_epoch, end_epoch), desc=f"train {cfg.feature}", unit="epoch", disable=not progress)
     for epoch in bar:
         # one epoch: order and augmentation draws depend only on (seed, epoch), so a resume
         # replays exactly what an uninterrupted run would have done
