@@ -140,3 +140,195 @@ def test_augmented_copies_are_cached_and_keyed_by_chain(tmp_path, corpus):
     assert (computed, reused) == (2, 1)  # the clean clip is shared, the copies are not
     with pytest.raises(ValueError, match="waveform augmentation chain"):
         clip_features(path, ["mel"], _defaults(["mel"]), clip, cache, None, copies=1)
+
+
+# --- the warm read: one read, one checksum pass, read-only views ----------------------
+def _entry_bytes(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"a" * 32: rng.random((64, 188), dtype=np.float32), "b" * 32: rng.random((1, 188), dtype=np.float32),
+            "c" * 32: rng.random((3, 5), dtype=np.float32)}  # odd size: padded to 8 bytes
+
+
+def test_entry_layout_padding_and_empty():
+    sections = _entry_bytes()
+    data = encode_entry(sections)
+    assert len(data) % 8 == 0 and data[:4] == cache_mod._MAGIC
+    back = decode_entry(data)
+    assert list(back) == list(sections)
+    assert all(np.array_equal(back[k], v) and back[k].dtype == np.float32 for k, v in sections.items())
+    assert decode_entry(encode_entry({})) == {}
+    with pytest.raises(ValueError, match="trailing"):
+        decode_entry(data + bytes(8))
+    with pytest.raises(ValueError, match="2-D"):
+        encode_entry({"x": np.zeros(3, np.float32)})
+
+
+@pytest.mark.parametrize("where", ["table key", "table shape", "data start", "data end", "padding"])
+def test_every_bit_after_the_header_is_checked(where):
+    sections = _entry_bytes()
+    data = bytearray(encode_entry(sections))
+    table = cache_mod._HEAD.size
+    data_start = table + 3 * cache_mod._SECTION.size
+    pos = {"table key": table + 3, "table shape": table + 32, "data start": data_start,
+           "data end": len(data) - 5, "padding": len(data) - 1}[where]
+    for bit in (0, 7):
+        bad = bytearray(data)
+        bad[pos] ^= 1 << bit
+        with pytest.raises(ValueError):
+            decode_entry(bytes(bad))
+    # rows and cols swapped: same size, so only the checksum over the table catches it
+    bad = bytearray(data)
+    cache_mod._SECTION.pack_into(bad, table + 2 * cache_mod._SECTION.size, b"c" * 32, 5, 3)
+    with pytest.raises(ValueError, match="checksum"):
+        decode_entry(bytes(bad))
+
+
+def test_zeroed_page_is_caught():
+    data = bytearray(encode_entry(_entry_bytes()))
+    data[4096:8192] = bytes(4096)  # a lost page, as a crashed disk or file system leaves
+    with pytest.raises(ValueError, match="checksum"):
+        decode_entry(bytes(data))
+
+
+def test_read_returns_read_only_views_that_cannot_touch_the_cache(tmp_path):
+    cache = FeatureCache(tmp_path / "fc")
+    sections = _entry_bytes()
+    cache.write("ab" * 16, sections)
+    got = cache.read("ab" * 16)
+    arr = got["a" * 32]
+    assert not arr.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        arr[0, 0] = 1.0
+    with pytest.raises(ValueError):
+        arr.flags.writeable = True  # numpy refuses: the memory is not the caller's
+    mine = arr.copy()  # the documented way to change one
+    mine[:] = 0
+    assert np.array_equal(cache.read("ab" * 16)["a" * 32], sections["a" * 32])
+    # a second read is a separate copy of the file, verified again
+    assert cache.read("ab" * 16)["a" * 32] is not arr
+    assert set(cache.read("ab" * 16, keys=["b" * 32])) == {"b" * 32}
+
+
+def test_damage_on_disk_after_a_good_read_is_caught_on_the_next(tmp_path, caplog):
+    cache = FeatureCache(tmp_path / "fc")
+    cache.write("cd" * 16, _entry_bytes())
+    path = cache.entry_path("cd" * 16)
+    before = cache.read("cd" * 16)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))  # in place, as some other tool might
+    assert np.array_equal(before["a" * 32], _entry_bytes()["a" * 32])  # earlier arrays unaffected
+    with caplog.at_level("WARNING", logger="ser.cache"):
+        assert cache.read("cd" * 16) == {}
+    assert "checksum mismatch" in caplog.text and not path.exists()  # deleted: recomputed next time
+
+
+def test_old_format_entry_is_a_quiet_miss_then_replaced(tmp_path, corpus, caplog):
+    path, clip, cache = corpus.path[0], ClipConfig(), FeatureCache(tmp_path / "fc")
+    h = cache.audio_hash(path)
+    entry = cache.entry_path(h)
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(b"SERF" + bytes(60))  # the magic of format 2
+    with caplog.at_level("WARNING", logger="ser.cache"):
+        out, computed, _ = clip_features(path, ["zcr"], _defaults(["zcr"]), clip, cache)
+    assert computed == 1 and "damaged" not in caplog.text
+    assert entry.read_bytes()[:4] == cache_mod._MAGIC  # rewritten in the current format
+
+
+def test_warm_cached_read_is_the_loader_path(tmp_path, corpus):
+    from ser.featurize import _cached, _keys
+
+    names = ["mel", "zcr", "tonnetz"]
+    cfg, clip = _defaults(names), ClipConfig()
+    X = load_features(corpus, names, cfg, clip, cache_dir=tmp_path / "fc", progress=False)
+    keys = _keys(names, cfg, clip)
+    cache = FeatureCache(tmp_path / "fc")
+    for i, p in enumerate(corpus.path):
+        entry = _cached(cache, str(p), keys, 0)
+        assert entry is not None and set(entry) == set(keys.values())
+        for n in names:
+            assert np.array_equal(entry[keys[(n, 0)]], X[n][i]) and not entry[keys[(n, 0)]].flags.writeable
+    # load_features hands out its own arrays: writable, and writing them leaves the cache alone
+    again = load_features(corpus, names, cfg, clip, cache_dir=tmp_path / "fc", progress=False)
+    assert all(a.flags.writeable and a.dtype == np.float32 for a in again.values())
+    again["mel"][:] = 0
+    third = load_features(corpus, names, cfg, clip, cache_dir=tmp_path / "fc", progress=False)
+    assert np.array_equal(third["mel"], X["mel"])
+    # a damaged entry on the loader's path is recomputed, not served
+    entry_path = cache.entry_path(cache.audio_hash(corpus.path[1]))
+    data = bytearray(entry_path.read_bytes())
+    data[-100] ^= 0x40
+    entry_path.write_bytes(bytes(data))
+    assert _cached(FeatureCache(tmp_path / "fc"), str(corpus.path[1]), keys, 0) is None
+    fixed = load_features(corpus, names, cfg, clip, cache_dir=tmp_path / "fc", progress=False)
+    assert all(np.array_equal(fixed[n], X[n]) for n in names)
+
+
+def test_load_features_with_copies_stacks_clean_and_augmented(tmp_path, corpus):
+    from ser.augment import AugmentConfig, waveform_augmentation
+
+    small = corpus.iloc[:3]
+    chain = waveform_augmentation(AugmentConfig(seed=0, p=1.0)).to_dict()
+    X = load_features(small, ["zcr"], cache_dir=tmp_path / "fc", progress=False, augment=chain, copies=2)
+    assert X["zcr"].shape == (3, 3, 1, 188)
+    for i, p in enumerate(small.path):
+        feats, _, _ = clip_features(p, ["zcr"], _defaults(["zcr"]), ClipConfig(), FeatureCache(tmp_path / "fc"),
+                                    chain, copies=2)
+        assert all(np.array_equal(X["zcr"][i, k], feats[("zcr", k)]) for k in range(3))
+    again = load_features(small, ["zcr"], cache_dir=tmp_path / "fc", progress=False, augment=chain, copies=2)
+    assert np.array_equal(again["zcr"], X["zcr"])
+
+
+def test_readers_never_see_a_partial_entry_while_processes_rewrite_it(tmp_path):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    cache = FeatureCache(tmp_path / "fc")
+    a, b = _entry_bytes(1), {**_entry_bytes(2), "d" * 32: np.ones((40, 188), np.float32)}
+    blobs = [encode_entry(a), encode_entry(b)]
+    path = cache.entry_path("ef" * 16)
+    cache.write("ef" * 16, a)
+    seen = set()
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(cache_mod.atomic_write_bytes, path, blobs[i % 2]) for i in range(300)]
+        while not all(f.done() for f in futures):
+            got = cache.read("ef" * 16)
+            assert got, "a reader saw a damaged entry"
+            src = b if len(got) == 4 else a
+            assert set(got) == set(src) and all(np.array_equal(got[k], src[k]) for k in src)
+            seen.add(len(got))
+        for f in futures:
+            f.result()
+    assert not list(path.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("hint", [0, 1, 999, 1000, 1001, 1007, 1008, 5000])
+def test_read_file_with_any_size_hint_reads_all(tmp_path, hint):
+    path = tmp_path / "f"
+    payload = bytes(range(256)) * 3 + bytes(232)  # 1000 bytes
+    path.write_bytes(payload)
+    assert cache_mod._read_file(str(path), hint) == payload
+    with pytest.raises(FileNotFoundError):
+        cache_mod._read_file(str(tmp_path / "missing"), hint)
+
+
+def test_entries_of_other_sizes_after_a_size_hint(tmp_path):
+    cache = FeatureCache(tmp_path / "fc")
+    small, big = {"a" * 32: np.ones((1, 4), np.float32)}, _entry_bytes()
+    cache.write("01" * 16, small)
+    cache.write("02" * 16, big)
+    for h, want in [("01" * 16, small), ("02" * 16, big), ("01" * 16, small)]:
+        got = cache.read(h)
+        assert set(got) == set(want) and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_decode_accepts_any_buffer_and_hands_out_read_only_views():
+    sections = _entry_bytes()
+    data = encode_entry(sections)
+    for buf in (data, bytearray(data), memoryview(data)):
+        got = decode_entry(buf)
+        assert all(np.array_equal(got[k], sections[k]) and not got[k].flags.writeable for k in sections)
+    # a table differing from the previous entry's (memoised) table is parsed afresh
+    other = {"z" * 32: np.arange(6, dtype=np.float32).reshape(2, 3)}
+    assert np.array_equal(decode_entry(encode_entry(other))["z" * 32], other["z" * 32])
+    assert set(decode_entry(data)) == set(sections)

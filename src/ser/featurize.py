@@ -158,16 +158,40 @@ class ExtractReport:
 
 def _cached(cache: FeatureCache, path: str, keys: Mapping[tuple[str, int], str],
             copies: int) -> dict[str, np.ndarray] | None:
-    """Every wanted section of ``path`` from the cache, or None when any is missing or damaged."""
+    """Every wanted section of ``path`` from the cache, or None when any is missing or damaged.
+
+    The warm per-clip path of ``load_features`` and ``extract_corpus``: index lookup of
+    the content hash, then one verified read per entry file. The arrays are read-only
+    views into that read's private copy of the entry (see ``ser.cache``).
+    """
     h = cache.audio_hash(path)
+    groups = _wanted(keys, copies)
+    if len(groups) == 1:  # the clean clip only: one entry file
+        group, wanted = groups[0]
+        got = cache.read(h, wanted, group)
+        return got if len(got) == len(wanted) else None
     entry: dict[str, np.ndarray] = {}
-    for group in _groups(copies):
-        wanted = [key for nk, key in keys.items() if _group(nk[1]) == group]
+    for group, wanted in groups:
         got = cache.read(h, wanted, group)
         if len(got) < len(wanted):
             return None
         entry.update(got)
     return entry
+
+
+def _wanted(keys: Mapping[tuple[str, int], str], copies: int) -> list[tuple[str, frozenset[str]]]:
+    """``[(entry group, its wanted section keys)]``, memoised per ``keys`` mapping."""
+    memo = _WANTED_MEMO.get(id(keys))
+    if memo is None or memo[0] is not keys or memo[1] != copies:
+        groups = [(g, frozenset(key for nk, key in keys.items() if _group(nk[1]) == g)) for g in _groups(copies)]
+        if len(_WANTED_MEMO) > 64:
+            _WANTED_MEMO.clear()
+        # keeps ``keys`` alive, so its id is not reused by another mapping while memoised
+        memo = _WANTED_MEMO[id(keys)] = (keys, copies, groups)
+    return memo[2]
+
+
+_WANTED_MEMO: dict[int, tuple[Mapping, int, list[tuple[str, frozenset[str]]]]] = {}
 
 
 def _init_worker() -> None:
@@ -260,25 +284,46 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
     cache = FeatureCache(cache_dir)
     keys = _keys(names, configs, clip, augment, copies)
     paths = [str(p) for p in manifest["path"]]
+    if not paths:
+        return {n: np.stack([]) for n in names}  # numpy's own error for nothing to stack
+    out: dict[str, np.ndarray] = {}
+
+    def put(i: int, entry: Mapping[str, np.ndarray]) -> None:
+        # copy the clip into the stacked arrays at once and drop its entry: memory holds
+        # the stacks and one entry, never every clip's entry besides the stacks
+        for n in names:
+            first = entry[keys[(n, 0)]]
+            shape = (copies + 1,) + first.shape if copies else first.shape
+            if n not in out:
+                out[n] = np.empty((len(paths),) + shape, np.float32)
+            elif out[n].shape[1:] != shape:
+                raise ValueError(f"{n} of {paths[i]} has shape {shape}, earlier clips "
+                                 f"{out[n].shape[1:]}: mixed clip lengths or configs in one cache read")
+            if copies:
+                for k in range(copies + 1):
+                    out[n][i, k] = entry[keys[(n, k)]]
+            else:
+                out[n][i] = first
+
     # one read per clip: what is cached is kept, only the rest is extracted and read again
-    entries = [_cached(cache, p, keys, copies) for p in paths]
-    missing = [i for i, e in enumerate(entries) if e is None]
+    missing = []
+    for i, p in enumerate(paths):
+        entry = _cached(cache, p, keys, copies)
+        if entry is None:
+            missing.append(i)
+        else:
+            put(i, entry)
     if missing:
         extract_corpus(manifest.iloc[missing], names, configs, clip, cache_dir, jobs, progress, augment, copies)
         cache = FeatureCache(cache_dir)  # the index now holds the workers' hashes
     else:
         log.info("%d clips x %d features: all cached", len(paths), len(names))
-    stacks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for p, entry in zip(paths, entries):
-        if entry is None:
-            entry = _cached(cache, p, keys, copies)
+    for i in missing:
+        p = paths[i]
+        entry = _cached(cache, p, keys, copies)
         if entry is None:  # lost in a race with another run: compute now
             feats, _, _ = clip_features(p, names, configs, clip, cache, augment, copies)
             entry = {keys[nk]: a for nk, a in feats.items()}
-        for n in names:
-            if copies:
-                stacks[n].append(np.stack([entry[keys[(n, k)]] for k in range(copies + 1)]))
-            else:
-                stacks[n].append(entry[keys[(n, 0)]])
+        put(i, entry)
     cache.flush()
-    return {n: np.stack(v) for n, v in stacks.items()}
+    return out
