@@ -128,10 +128,17 @@ def load_audio(source: AudioSource, sr: int = SAMPLE_RATE) -> np.ndarray:
         y = np.where(finite, y, np.float32(0.0))
 
     if file_sr != sr:
-        y = soxr.resample(y, file_sr, sr, quality="HQ")
-        if y.size == 0:
-            raise AudioError(f"{name}: too short to resample from {file_sr} Hz to {sr} Hz")
+        y = resample(y, file_sr, sr, name)
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def resample(y: np.ndarray, from_sr: int, to_sr: int, name: str = "audio") -> np.ndarray:
+    """Mono ``y`` from ``from_sr`` to ``to_sr`` Hz (soxr, high quality); ``name`` is the source
+    named in the error when nothing is left."""
+    y = soxr.resample(y, from_sr, to_sr, quality="HQ")
+    if y.size == 0:
+        raise AudioError(f"{name}: too short to resample from {from_sr} Hz to {to_sr} Hz")
+    return y
 
 
 def _frame_db(y: np.ndarray, frame: int, hop: int) -> np.ndarray:

@@ -101,13 +101,12 @@ def bundle_features(meta: Mapping[str, Any], manifest: pd.DataFrame, cache_dir: 
                     progress: bool = False) -> dict[str, np.ndarray]:
     """Each member's features (its own feature config and clip) for the clips of ``manifest``."""
     from .cache import ClipConfig
-    from .features import get_config
+    from .features import config_from_key
     from .featurize import load_features
 
     out = {}
     for m in meta["members"]:
-        params = {k: v for k, v in m["feature_key"].items() if k not in ("name", "version")}
-        cfg = get_config(m["feature"], **params)
+        cfg = config_from_key(m["feature_key"])
         out[m["name"]] = load_features(manifest, [m["feature"]], {m["feature"]: cfg}, ClipConfig(**m["clip"]),
                                        cache_dir, progress=progress)[m["feature"]]
     return out

@@ -111,11 +111,15 @@ def _set_metadata(model_bytes: bytes, meta: Mapping[str, Any], precision: str) -
     return model.SerializeToString()
 
 
+def _member_shape(m: Mapping[str, Any]) -> tuple[int, int]:
+    """(rows, frames) of a bundle member's features for one training clip."""
+    return output_shape(m["feature"], int(round(m["clip"]["seconds"] * m["clip"]["sample_rate"])))
+
+
 def _torch_export(module: EnsembleModule, meta: Mapping[str, Any], opset: int) -> bytes:
     dummies = []
     for m in meta["members"]:
-        n = int(round(m["clip"]["seconds"] * m["clip"]["sample_rate"]))
-        rows, frames = output_shape(m["feature"], n)
+        rows, frames = _member_shape(m)
         if rows != m["height"]:
             raise ExportError(f"member {m['name']}: the bundle says {m['height']} rows, {m['feature']} gives {rows}")
         dummies.append(torch.zeros(1, rows, frames))
@@ -175,7 +179,7 @@ def _random_inputs(meta: Mapping[str, Any], n: int, seed: int) -> dict[str, np.n
     rng = np.random.default_rng(seed)
     out = {}
     for m in meta["members"]:
-        rows, frames = output_shape(m["feature"], int(round(m["clip"]["seconds"] * m["clip"]["sample_rate"])))
+        rows, frames = _member_shape(m)
         mean, std = np.asarray(m["mean"], np.float32), np.asarray(m["std"], np.float32)
         out[m["name"]] = (mean[None, :, None] + std[None, :, None] * rng.normal(size=(n, rows, frames))).astype(
             np.float32)

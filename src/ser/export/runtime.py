@@ -24,15 +24,16 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
 
-from ..audio import AudioError, load_audio
+from ..audio import AudioError, load_audio, resample
 from ..cache import ClipConfig
 from ..featurize import prepare
-from ..features import extract, feature_key, get_config
+from ..features import config_from_key, extract, feature_key
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +179,9 @@ class EmotionModel:
             call[m.feature] = m
 
     def _member(self, m: Mapping[str, Any]) -> Member:
-        key = dict(m["feature_key"])
-        params = {k: v for k, v in key.items() if k not in ("name", "version")}
+        key = {**m["feature_key"], "name": m["feature"]}
         try:
-            config = get_config(m["feature"], **params)
+            config = config_from_key(key)
         except Exception as e:
             raise ModelError(f"{self.path}: member {m['name']!r}: feature config not understood ({e})") from e
         ours = feature_key(m["feature"], config)["version"]
@@ -206,9 +206,7 @@ class EmotionModel:
             if not np.isfinite(y).all():
                 raise AudioError("array input: contains NaN or infinite samples")
             if sr is not None and int(sr) != self.sample_rate:
-                import soxr
-
-                y = soxr.resample(y, int(sr), self.sample_rate, quality="HQ")
+                y = resample(y, int(sr), self.sample_rate, "array input")
             return np.ascontiguousarray(y, dtype=np.float32)
         return load_audio(audio, self.sample_rate)
 
@@ -232,15 +230,19 @@ class EmotionModel:
         feed = {m.name: np.ascontiguousarray(inputs[m.name], dtype=np.float32) for m in self.members}
         return np.asarray(self.session.run([self._output], feed)[0], dtype=np.float64)
 
-    def probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
-        """Probabilities (N, labels) for prepared clips, ``BATCH`` at a time."""
-        parts = [self.run(self.features(clips[i:i + BATCH])) for i in range(0, len(clips), BATCH)]
+    def probabilities(self, clips: Iterable[np.ndarray]) -> np.ndarray:
+        """Probabilities (N, labels) for prepared clips, ``BATCH`` at a time; ``clips`` may be
+        a generator, so at most ``BATCH`` clips are held at once."""
+        it = iter(clips)
+        parts = [self.run(self.features(batch)) for batch in iter(lambda: list(islice(it, BATCH)), [])]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)))
 
-    def _answer(self, p: np.ndarray, duration: float) -> dict[str, Any]:
+    def _labelled(self, p: np.ndarray) -> dict[str, Any]:
         return {"emotion": self.labels[int(np.argmax(p))],
-                "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)},
-                "duration_s": round(float(duration), 3), "model": self.name}
+                "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}}
+
+    def _answer(self, p: np.ndarray, duration: float) -> dict[str, Any]:
+        return {**self._labelled(p), "duration_s": round(float(duration), 3), "model": self.name}
 
     # ------------------------------------------------------------------ audio in, answers out
     def predict(self, audio: Audio, sr: int | None = None) -> dict[str, Any]:
@@ -304,12 +306,9 @@ class EmotionModel:
                 silent += 1
             else:
                 keep.append(s)
-        # prepared BATCH windows at a time: memory stays flat however long the call is
-        parts = [self.run(self.features([prepare(y[s:s + w], self.clip) for s in keep[i:i + BATCH]]))
-                 for i in range(0, len(keep), BATCH)]
-        probs = np.concatenate(parts) if parts else np.zeros((0, len(self.labels)))
-        segments = [{"start": round(s / sr, 3), "end": round(min(s + w, n) / sr, 3),
-                     **{k: v for k, v in self._answer(p, 0).items() if k in ("emotion", "probabilities")}}
+        # windows prepared lazily: memory stays flat however long the call is
+        probs = self.probabilities(prepare(y[s:s + w], self.clip) for s in keep)
+        segments = [{"start": round(s / sr, 3), "end": round(min(s + w, n) / sr, 3), **self._labelled(p)}
                     for s, p in zip(keep, probs)]
         overall = probs.mean(axis=0) if len(probs) else np.full(len(self.labels), 1 / len(self.labels))
         if not keep:

@@ -148,6 +148,17 @@ def feature_key(name: str, config: Any = None) -> dict[str, Any]:
     return {"name": name, "version": get_spec(name).version, **dataclasses.asdict(config)}
 
 
+def config_from_key(key: Mapping[str, Any]) -> Any:
+    """The config a :func:`feature_key` dict describes (its inverse; ``version`` is not checked).
+
+    Example:
+        >>> config_from_key(feature_key("zcr", get_config("zcr", hop_length=512))).hop_length
+        512
+    """
+    params = {k: v for k, v in key.items() if k not in ("name", "version")}
+    return get_config(key["name"], **params)
+
+
 def output_rows(name: str, config: Any = None) -> int:
     """Rows of ``name``'s output under ``config`` (default config if None).
 

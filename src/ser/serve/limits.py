@@ -56,7 +56,7 @@ class Limits:
     max_bytes: int = 20 * 1024 * 1024  # largest upload (the file's bytes; multipart framing aside)
     max_seconds: float = 600.0  # longest audio after decoding
     min_seconds: float = 0.25  # shortest audio after decoding: less carries no emotion
-    max_windows: int = 1000  # most timeline windows per request: the runtime holds every window's clip at once
+    max_windows: int = 1000  # most timeline windows per request: bounds the work one request can ask for
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0:
