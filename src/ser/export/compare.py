@@ -69,16 +69,20 @@ def compare_precisions(bundle: str | Path, export_dir: str | Path, corpus: str, 
     y = np.array([labels.index(e) for e in test["emotion"]])
     one = {k: v[:1] for k, v in x.items()}
     reference = predict_bundle((models, meta), x)
+    torch_threads = torch.get_num_threads()  # restored after the PyTorch timings
     rows = []
     for kind in ("pytorch", *FILES):
         row: dict[str, Any] = {"kind": kind, "name": NAMES[kind], "n": int(len(y))}
         if kind == "pytorch":
             probs = reference
             size = sum((Path(bundle) / m["checkpoint"]).stat().st_size for m in meta["members"])
-            for t in threads:
-                torch.set_num_threads(int(t))
-                with torch.inference_mode():
-                    row[f"ms_{t}t"] = _median_ms(lambda: predict_bundle((models, meta), one), repeats)
+            try:
+                for t in threads:
+                    torch.set_num_threads(int(t))
+                    with torch.inference_mode():
+                        row[f"ms_{t}t"] = _median_ms(lambda: predict_bundle((models, meta), one), repeats)
+            finally:
+                torch.set_num_threads(torch_threads)
         else:
             path = export_dir / FILES[kind]
             size = path.stat().st_size
@@ -90,7 +94,6 @@ def compare_precisions(bundle: str | Path, export_dir: str | Path, corpus: str, 
         row.update(size_mb=size / 2**20, accuracy=float(scores["accuracy"]), uar=float(scores["uar"]),
                    **{k: v for k, v in agreement(probs, reference).items() if k != "n"})
         rows.append(row)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     return rows
 
 
