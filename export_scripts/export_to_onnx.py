@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Export an ensemble bundle to ONNX (fp32 + int8), checked against PyTorch.
 
-A thin shell over ``ser.export.export_bundle`` (the same as ``ser export``):
+A thin shell over ``ser export`` (``ser.export.export_bundle``), with the flag names of the
+project's origin:
 
     python export_scripts/export_to_onnx.py --model_path runs/demo/ensemble/bundle \
         --output_dir runs/demo/model --corpus synthetic --data data/synthetic
@@ -9,7 +10,6 @@ A thin shell over ``ser.export.export_bundle`` (the same as ``ser export``):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -23,16 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default="feature_cache", help="feature cache folder")
     args = p.parse_args(argv)
 
-    from ser.export import ExportError, export_bundle
+    from ser.cli import main as ser_main
 
-    try:
-        report = export_bundle(args.model_path, args.output_dir, quantize=args.quantize, corpus=args.corpus,
-                               data=args.data, cache_dir=args.cache)
-    except (ExportError, ValueError, FileNotFoundError) as e:
-        print(f"export_to_onnx: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: report[k] for k in ("files", "sizes_mb", "parity", "int8_vs_fp32")}, indent=1))
-    return 0
+    corpus = ["--corpus", args.corpus] if args.corpus else []
+    data = ["--data", args.data] if args.data else []
+    return ser_main(["export", "--bundle", args.model_path, "--out", args.output_dir, "--quantize", args.quantize,
+                     "--cache", args.cache, *corpus, *data])
 
 
 if __name__ == "__main__":

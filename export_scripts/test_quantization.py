@@ -29,15 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", default=None, help="also write the table to this file")
     args = p.parse_args(argv)
 
-    from ser.export import ExportError, export_bundle
+    if not args.compare:
+        from ser.cli import main as ser_main
+
+        return ser_main(["export", "--bundle", args.model_path, "--out", args.output_dir, "--quantize", "static",
+                         "--corpus", args.corpus, "--data", args.data, "--cache", args.cache])
+
+    from ser.export import ExportError
     from ser.export.compare import compare_precisions, precision_table
 
     try:
-        if not args.compare:
-            report = export_bundle(args.model_path, args.output_dir, quantize="static", corpus=args.corpus,
-                                   data=args.data, cache_dir=args.cache)
-            print(json.dumps({k: report[k] for k in ("files", "sizes_mb", "int8_vs_fp32")}, indent=1))
-            return 0
         rows = compare_precisions(args.model_path, args.output_dir, args.corpus, args.data, cache_dir=args.cache,
                                   repeats=args.repeats)
     except (ExportError, ValueError, FileNotFoundError) as e:
