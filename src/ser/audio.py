@@ -102,8 +102,9 @@ def load_audio(source: AudioSource, sr: int = SAMPLE_RATE) -> np.ndarray:
     if len(data) == 0:
         raise AudioError(f"{name}: empty input (0 bytes); expected a {'/'.join(FORMATS)} file")
 
+    buf = io.BytesIO(data)
     try:
-        y, file_sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        y, file_sr = sf.read(buf, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         kind = _sniff_unsupported(data[:16])
         if kind is not None:
@@ -111,8 +112,9 @@ def load_audio(source: AudioSource, sr: int = SAMPLE_RATE) -> np.ndarray:
                 f"{name}: {kind} audio is not supported; convert it to one of "
                 f"{', '.join(FORMATS)} (e.g. `ffmpeg -i in.m4a out.wav`)"
             ) from e
+        reason = str(e).replace(repr(buf), name)  # soundfile names the buffer by its repr; callers know ``name``
         raise AudioError(
-            f"{name}: cannot decode audio ({e}); the input is not audio, is truncated or "
+            f"{name}: cannot decode audio ({reason}); the input is not audio, is truncated or "
             f"corrupt, or is in an unsupported format (supported: {', '.join(FORMATS)})"
         ) from e
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -48,7 +47,6 @@ from .upload import read_upload
 
 log = logging.getLogger(__name__)
 
-_BUFFER_NAME = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 MAX_WINDOW_S = 3600.0  # largest timeline window or hop a request may ask for
 
 # the request body, described by hand: the handlers read the stream themselves (see upload.py)
@@ -149,8 +147,8 @@ class Service:
 
 def _audio_error(e: AudioError, data: bytes, filename: str | None) -> ApiError:
     name = repr(filename) if filename else "the upload"
-    # the decoder's message names the in-memory buffer; the client knows its upload by its file name
-    detail = _BUFFER_NAME.sub(name, str(e).replace(f"<{len(data)} bytes>", name))
+    # load_audio names bytes input "<N bytes>"; the client knows its upload by its file name
+    detail = str(e).replace(f"<{len(data)} bytes>", name)
     if isinstance(e, UnsupportedFormatError):
         return ApiError("unsupported_format", detail)
     return ApiError("bad_audio", detail)
