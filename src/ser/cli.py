@@ -67,7 +67,9 @@ def _train_config(args: argparse.Namespace, feature: str = "mel"):
 
     return TrainConfig(feature=feature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        patience=args.patience, seed=args.seed, augment=not args.no_augment,
-                       aug_copies=args.aug_copies, clip=ClipConfig(seconds=args.seconds))
+                       aug_copies=args.aug_copies, clip=ClipConfig(seconds=args.seconds), mixup=args.mixup,
+                       dropout=args.dropout, weight_decay=args.weight_decay,
+                       label_smoothing=args.label_smoothing)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -173,6 +175,10 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--no-augment", action="store_true", help="no augmentation at all (waveform or feature)")
     p.add_argument("--aug-copies", type=int, default=4, help="cached waveform-augmented copies per training clip")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a (0 = off)")
+    p.add_argument("--dropout", type=float, default=0.3, help="dropout before the classifier")
+    p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW decoupled weight decay")
+    p.add_argument("--label-smoothing", type=float, default=0.05, help="label smoothing of the loss")
     p.add_argument("--val", type=float, default=0.15, help="fraction of speakers for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction of speakers for test")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the speaker split")

@@ -49,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 1e-2  # AdamW decoupled weight decay
     dropout: float = 0.3  # before the classifier
     label_smoothing: float = 0.05  # softens targets; helps calibration on small corpora
+    mixup: float = 0.0  # Beta(a, a) mixup of training batches (inputs and targets); 0 = off
     patience: int = 6  # epochs without a better validation UAR before stopping
     seed: int = 0  # weights, batch order, augmentation draws
     augment: bool = True  # augment training clips (never val/test): waveform copies + online feature masks
@@ -207,7 +208,13 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
                 xb = np.stack([augment(x, rng) for x in xb]).astype(np.float32)
             xb_t = torch.from_numpy(np.ascontiguousarray(xb)).to(device)
             yb_t = torch.from_numpy(y_train[b]).to(device)
-            loss = loss_fn(model(xb_t), yb_t)
+            if cfg.mixup > 0:  # the draws come from the epoch's rng, so a resume replays them too
+                lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                perm = torch.from_numpy(rng.permutation(len(b))).to(device)
+                logits = model(lam * xb_t + (1 - lam) * xb_t[perm])
+                loss = lam * loss_fn(logits, yb_t) + (1 - lam) * loss_fn(logits, yb_t[perm])
+            else:
+                loss = loss_fn(model(xb_t), yb_t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
