@@ -1,11 +1,14 @@
 """The feature cache: hit == fresh, config/version change => miss, damage => recompute, processes."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from ser import cache as cache_mod
 from ser.cache import ClipConfig, FeatureCache, decode_entry, encode_entry
+from ser.cache_pack import PACK_MIN, PackSet
 from ser.corpora import generate_synthetic, load_manifest
 from ser.features import available_features, get_config
 from ser.featurize import clip_features, extract_corpus, load_features, prepare, resolve_names
@@ -19,6 +22,25 @@ ALL = available_features()
 def corpus(tmp_path_factory):
     root = generate_synthetic(tmp_path_factory.mktemp("syn") / "c", speakers=2, per_emotion=1, progress=False)
     return load_manifest("synthetic", root)
+
+
+def _flip_stored_bit(cache, audio_hash, where, group=""):
+    """Flip one bit of a clip's stored entry, loose or packed, in place; ``where`` is a
+    byte position within the entry."""
+    loose = cache.entry_path(audio_hash, group)
+    if loose.exists():
+        path, start, size = loose, 0, loose.stat().st_size
+    else:
+        packs = PackSet(cache.root / "packs")
+        view = packs.index[(audio_hash, group)]
+        path = next(p for p in packs.members if (audio_hash, group) in packs.members[p])
+        start, size = Path(path).read_bytes().find(bytes(view)), len(view)
+        del view, packs
+    with open(path, "r+b") as f:
+        f.seek(start + where % size)
+        byte = f.read(1)[0]
+        f.seek(start + where % size)
+        f.write(bytes([byte ^ 0x40]))
 
 
 def _defaults(names):
@@ -254,14 +276,19 @@ def test_warm_cached_read_is_the_loader_path(tmp_path, corpus):
     again["mel"][:] = 0
     third = load_features(corpus, names, cfg, clip, cache_dir=tmp_path / "fc", progress=False)
     assert np.array_equal(third["mel"], X["mel"])
+    # the corpus was packed: no loose entries are left, reads go through the pack
+    assert len(corpus) >= PACK_MIN and not list((tmp_path / "fc" / "entries").rglob("*.ser"))
+    assert len(list((tmp_path / "fc" / "packs").glob("*.pack"))) == 1
     # a damaged entry on the loader's path is recomputed, not served
-    entry_path = cache.entry_path(cache.audio_hash(corpus.path[1]))
-    data = bytearray(entry_path.read_bytes())
-    data[-100] ^= 0x40
-    entry_path.write_bytes(bytes(data))
+    _flip_stored_bit(cache, cache.audio_hash(corpus.path[1]), -100)
     assert _cached(FeatureCache(tmp_path / "fc"), str(corpus.path[1]), keys, 0) is None
     fixed = load_features(corpus, names, cfg, clip, cache_dir=tmp_path / "fc", progress=False)
     assert all(np.array_equal(fixed[n], X[n]) for n in names)
+    # ... and its fixed copy went into a new pack, which supersedes the damaged one
+    assert len(list((tmp_path / "fc" / "packs").glob("*.pack"))) == 2
+    assert not list((tmp_path / "fc" / "entries").rglob("*.ser"))
+    fresh = FeatureCache(tmp_path / "fc")
+    assert _cached(fresh, str(corpus.path[1]), keys, 0) is not None and fresh.damaged_packed == 0
 
 
 def test_load_features_with_copies_stacks_clean_and_augmented(tmp_path, corpus):

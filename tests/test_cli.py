@@ -91,4 +91,8 @@ def test_features_command_with_augmented_copies(tmp_path, capsys):
             "--cache", str(cache), "--jobs", "1", "--aug-copies", "2"]
     assert main(args) == 0
     assert "8 clips x 1 features (+2 augmented copies each): computed 24, reused 0" in capsys.readouterr().out
-    assert len(list(cache.rglob("*.aug.ser"))) == 8  # copies live beside the clean entries
+    # copies live beside the clean entries (as their own group), here moved into one pack
+    from ser.cache_pack import PackSet
+
+    assert not list(cache.rglob("*.ser"))
+    assert sorted(g for _, g in PackSet(cache / "packs").index) == [""] * 8 + ["aug"] * 8

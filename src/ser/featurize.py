@@ -215,7 +215,7 @@ def _work(paths: list[str], names: list[str], configs: dict, clip: ClipConfig, r
 def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
                    configs: Mapping[str, Any] | None = None, clip: ClipConfig = ClipConfig(),
                    cache_dir: str | Path = DEFAULT_ROOT, jobs: int = 1, progress: bool = True,
-                   augment: Mapping[str, Any] | None = None, copies: int = 0) -> ExtractReport:
+                   augment: Mapping[str, Any] | None = None, copies: int = 0, pack: bool = True) -> ExtractReport:
     """Compute and cache the features of every clip in ``manifest``.
 
     Args:
@@ -228,6 +228,8 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
         progress: show a progress bar.
         augment, copies: also make ``copies`` augmented copies per clip with the waveform
             chain ``augment`` (``waveform_augmentation(cfg).to_dict()``).
+        pack: at the end, move the corpus' loose entry files into one pack file
+            (``ser.cache_pack``), which makes warm reads about twice as fast.
 
     Returns:
         An ``ExtractReport`` with computed vs reused counts.
@@ -263,6 +265,8 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
                 bar.update(n)
     bar.close()
     cache.flush()
+    if pack and (computed or cache.loose_reads):
+        _pack(cache, manifest["path"], copies, damaged=cache.damaged_packed > 0)
     report = ExtractReport(len(manifest), len(names), computed, reused, time.perf_counter() - start, copies)
     log.info("%s", report)
     return report
@@ -314,7 +318,8 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
         else:
             put(i, entry)
     if missing:
-        extract_corpus(manifest.iloc[missing], names, configs, clip, cache_dir, jobs, progress, augment, copies)
+        extract_corpus(manifest.iloc[missing], names, configs, clip, cache_dir, jobs, progress, augment, copies,
+                       pack=False)
         cache = FeatureCache(cache_dir)  # the index now holds the workers' hashes
     else:
         log.info("%d clips x %d features: all cached", len(paths), len(names))
@@ -326,4 +331,16 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
             entry = {keys[nk]: a for nk, a in feats.items()}
         put(i, entry)
     cache.flush()
+    if cache.loose_reads:
+        _pack(cache, paths, copies, damaged=cache.damaged_packed > 0)
     return out
+
+
+def _pack(cache: FeatureCache, paths: Iterable[str], copies: int, damaged: bool = False) -> None:
+    """Move the loose entries of these clips into a pack (``ser.cache_pack``); after a
+    damaged packed entry, even a single one, so that its fixed copy supersedes it."""
+    try:
+        cache.pack([cache.audio_hash(p) for p in paths], _groups(copies), minimum=1 if damaged else None)
+    except OSError as e:  # the features are cached either way; packing only speeds reads up
+        log.warning("could not pack the cache entries under %s (%s)", cache.root, e)
+    cache.flush()
