@@ -44,3 +44,20 @@ def test_compare_folds_test_every_speaker(manifest, tmp_path):
     split = pd.read_csv(tmp_path / "study" / "split.csv")
     assert split.fold.nunique() == 3
     assert all((tmp_path / "study" / f"fold{i}" / "runs" / "zcr" / "model.pt").is_file() for i in range(3))
+
+
+@pytest.mark.slow
+def test_compare_parallel_matches_sequential(manifest, tmp_path):
+    import numpy as np
+
+    kw = dict(folds=3, cache_dir=tmp_path / "fc", tracking=False, progress=False, baseline=False)
+    seq = compare(manifest, "rms,zcr", CFG, tmp_path / "seq", **kw)
+    par = compare(manifest, "rms,zcr", CFG, tmp_path / "par", parallel=2, **kw)
+    assert set(seq.feature) == set(par.feature) == {"rms", "zcr"}
+    for fold in ("fold0", "fold1", "fold2"):
+        for name in ("rms", "zcr"):
+            a = pd.read_csv(tmp_path / "seq" / fold / "runs" / name / "predictions.csv")
+            b = pd.read_csv(tmp_path / "par" / fold / "runs" / name / "predictions.csv")
+            assert list(a.path) == list(b.path)
+            p = [c for c in a.columns if c.startswith("p_")]
+            np.testing.assert_allclose(a[p].to_numpy(), b[p].to_numpy(), atol=1e-3)

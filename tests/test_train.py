@@ -129,3 +129,29 @@ def test_resuming_a_finished_run_only_retests_it(split, tmp_path):
     again = train_feature(split, cfg, tmp_path / "r", resume=True, **kw)
     assert (again["epochs_run"], again["best_epoch"]) == (first["epochs_run"], first["best_epoch"])
     assert again["val"]["uar"] == first["val"]["uar"] and (tmp_path / "r" / "model.pt").read_bytes() == weights
+
+
+@pytest.mark.slow
+def test_mixup_is_seeded_changes_training_and_resumes_exactly(split, tmp_path):
+    base = TrainConfig(feature="rms", epochs=3, patience=10, clip=CLIP, augment=False, n_boot=0)
+    mix = TrainConfig(feature="rms", epochs=3, patience=10, clip=CLIP, augment=False, n_boot=0, mixup=0.4)
+    kw = dict(cache_dir=tmp_path / "fc", tracking=False, progress=False)
+    train_feature(split, base, tmp_path / "plain", **kw)
+    train_feature(split, mix, tmp_path / "mix", **kw)
+    train_feature(split, mix, tmp_path / "part", stop_after=1, **kw)
+    train_feature(split, mix, tmp_path / "part", resume=True, **kw)
+    state = {d: torch.load(tmp_path / d / "resume.pt", weights_only=False)["model"] for d in ("plain", "mix", "part")}
+    w = [k for k in state["mix"] if k.endswith("weight")][0]
+    assert not torch.allclose(state["plain"][w], state["mix"][w])  # mixup really changes the updates
+    assert all(torch.allclose(state["mix"][k].float(), state["part"][k].float(), atol=1e-5) for k in state["mix"])
+
+
+def test_cli_training_defaults_match_train_config():
+    from ser.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--corpus", "synthetic", "--data", "x", "--feature", "mel"])
+    cfg = TrainConfig()
+    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("patience", "patience"),
+                        ("seed", "seed"), ("aug_copies", "aug_copies"), ("mixup", "mixup"), ("dropout", "dropout"),
+                        ("weight_decay", "weight_decay"), ("label_smoothing", "label_smoothing")):
+        assert getattr(args, flag) == getattr(cfg, field), flag

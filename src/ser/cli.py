@@ -97,7 +97,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.corpus, args.data)
     board = compare(manifest, args.features, _train_config(args), args.out, folds=args.folds, val=args.val,
                     test=args.test, split_seed=args.split_seed, cache_dir=args.cache,
-                    tracking=not args.no_tracking, jobs=args.jobs, progress=not args.quiet, resume=args.resume)
+                    tracking=not args.no_tracking, jobs=args.jobs, progress=not args.quiet, resume=args.resume,
+                    parallel=args.parallel)
     print((Path(args.out) / "leaderboard.md").read_text())
     print(f"leaderboard, plots and runs in {args.out}")
     return 0
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=None, help="k leave-speakers-out folds instead of one split")
     p.add_argument("--resume", action="store_true",
                    help="continue runs from their resume.pt; finished runs are only re-tested")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="training runs at a time, one process each (a GPU or many cores)")
     _add_training_flags(p)
     p.set_defaults(func=_cmd_compare)
 

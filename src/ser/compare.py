@@ -80,10 +80,44 @@ def _baseline(manifest: pd.DataFrame, splits: list[pd.DataFrame], names: list[st
     return metrics, float(np.mean([p["val"]["uar"] for p in parts])), labels
 
 
+def _train_one(task: tuple) -> tuple[Path, dict]:
+    """One run in a worker process (top level, so a spawned process can import it)."""
+    split_df, run_cfg, run, kwargs, threads = task
+    import torch
+
+    torch.set_num_threads(threads)
+    return run, train_feature(split_df, run_cfg, run, **kwargs)
+
+
+def _train_all(tasks: list, *, parallel: int, progress: bool, **kwargs) -> dict[Path, dict]:
+    """Train every (split, config, folder) task; ``parallel`` > 1 runs them in processes."""
+    if parallel <= 1 or len(tasks) <= 1:
+        return {run: train_feature(split_df, run_cfg, run, progress=progress, **kwargs)
+                for split_df, run_cfg, run in tasks}
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    parallel = min(parallel, len(tasks))
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    # spawn, not fork: CUDA and torch's thread pools do not survive a fork
+    with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_one, (split_df, run_cfg, run, {**kwargs, "progress": False}, threads))
+                   for split_df, run_cfg, run in tasks]
+        results = {}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run", disable=not progress):
+            run, res = fut.result()
+            results[run] = res
+            log.info("%s: val UAR %.3f", run, res["val"]["uar"])
+    return results
+
+
 def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainConfig, out_dir: str | Path, *,
             folds: int | None = None, val: float = 0.15, test: float = 0.15, split_seed: int = 0,
             cache_dir: str | Path = DEFAULT_ROOT, tracking: bool = True, jobs: int = 1, progress: bool = True,
-            baseline: bool = True, resume: bool = False) -> pd.DataFrame:
+            baseline: bool = True, resume: bool = False, parallel: int = 1) -> pd.DataFrame:
     """Train one model per representation and write the leaderboard.
 
     Args:
@@ -96,6 +130,9 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
         baseline: add the logistic-regression baseline on pooled statistics of all features.
         resume: continue each run from its ``resume.pt`` (a finished run is only re-tested),
             so a killed or extended study (more features) redoes no finished work.
+        parallel: training runs at a time, each in its own process (worth it on a GPU or
+            a many-core CPU; the CPU threads are shared out between them). Every run is
+            seeded on its own, so the order they finish in changes nothing.
 
     Returns:
         The leaderboard, best test UAR first.
@@ -115,13 +152,17 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
         extract_corpus(manifest[manifest["path"].isin(train_paths)], names, clip=cfg.clip, cache_dir=cache_dir,
                        jobs=jobs, progress=progress, augment=chain, copies=copies)
 
+    tasks = [(split_df, replace(cfg, feature=name), fdir / "runs" / name)
+             for name in names for split_df, fdir in zip(splits, fold_dirs)]
+    results = _train_all(tasks, parallel=parallel, cache_dir=cache_dir, tracking=tracking, jobs=jobs,
+                         progress=progress, resume=resume)
+
     rows, confusions = [], {}
     for name in names:
         run_dirs, val_uars, extra = [], [], {"best_epoch": [], "epochs_run": [], "train_seconds": 0.0}
-        for split_df, fdir in zip(splits, fold_dirs):
+        for fdir in fold_dirs:
             run = fdir / "runs" / name
-            res = train_feature(split_df, replace(cfg, feature=name), run, cache_dir=cache_dir,
-                                tracking=tracking, jobs=jobs, progress=progress, resume=resume)
+            res = results[run]
             run_dirs.append(run)
             val_uars.append(res["val"]["uar"])
             extra["best_epoch"].append(res["best_epoch"])
