@@ -109,7 +109,7 @@ def test_runs_folder_errors(tmp_path):
     with pytest.raises(EnsembleError, match="no runs found"):
         load_runs(tmp_path / "empty")
     write_run(tmp_path / "folds" / "fold0", "a", 1.0, 1.0)
-    with pytest.raises(EnsembleError, match="1-fold study.*without --folds"):
+    with pytest.raises(EnsembleError, match="1-fold study.*ensemble_folds"):
         load_runs(tmp_path / "folds")
     with pytest.raises(EnsembleError, match="is one run"):
         load_runs(write_run(tmp_path / "one", "a", 1.0, 1.0))

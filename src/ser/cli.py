@@ -106,7 +106,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from .ensemble import ensemble
+    from .ensemble_folds import ensemble_folds, is_fold_study
 
+    if is_fold_study(args.runs):  # a --folds study: fitted per fold, tested pooled, no bundle
+        summary = ensemble_folds(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
+                                 seed=args.seed, n_boot=args.n_boot, progress=not args.quiet)
+        print((Path(args.out) / "ensemble.md").read_text())
+        print(f"members {', '.join(summary['members'])} in {summary['folds']} folds; no bundle (a fold study "
+              f"estimates the recipe; for a deployable model run it on a single split); report in {args.out}")
+        return 0
     summary = ensemble(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
                        seed=args.seed, tracking=not args.no_tracking, progress=not args.quiet,
                        n_boot=args.n_boot)
@@ -264,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ensemble", help="Optuna-weighted ensemble of the best runs of a study, calibrated, bundled",
                        formatter_class=fmt)
-    p.add_argument("--runs", required=True, type=Path, help="a `ser compare` study folder (single split) or its runs/")
+    p.add_argument("--runs", required=True, type=Path, help="a `ser compare` study folder or its runs/; a --folds study is fitted per fold and tested pooled")
     p.add_argument("--top", type=int, default=3, help="members: the best runs by validation UAR")
     p.add_argument("--features", default=None, help="members by name instead, e.g. mel,mfcc,chroma")
     p.add_argument("--trials", type=int, default=100, help="total Optuna trials (a re-run with more continues)")

@@ -56,8 +56,8 @@ def load_runs(runs_dir: str | Path) -> dict[str, dict]:
     dirs = [d for d in sorted(base.iterdir()) if d.is_dir() and (d / "predictions.csv").is_file()]
     folds = sorted(p.parent.name for p in root.glob("fold*/runs"))
     if not dirs and folds:
-        raise EnsembleError(f"{root} is a {len(folds)}-fold study ({', '.join(folds)}); the ensemble needs "
-                            "one train/val/test split: run `ser compare` without --folds")
+        raise EnsembleError(f"{root} is a {len(folds)}-fold study ({', '.join(folds)}); this ensemble needs "
+                            "one train/val/test split: use ser.ensemble_folds.ensemble_folds (the CLI does)")
     if not dirs:
         raise EnsembleError(f"{root}: no runs found (expected runs/<feature>/predictions.csv from `ser compare`)")
     runs = {}
