@@ -153,5 +153,23 @@ def test_cli_training_defaults_match_train_config():
     cfg = TrainConfig()
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("patience", "patience"),
                         ("seed", "seed"), ("aug_copies", "aug_copies"), ("mixup", "mixup"), ("dropout", "dropout"),
-                        ("weight_decay", "weight_decay"), ("label_smoothing", "label_smoothing")):
+                        ("weight_decay", "weight_decay"), ("label_smoothing", "label_smoothing"), ("bf16", "bf16")):
         assert getattr(args, flag) == getattr(cfg, field), flag
+
+
+@pytest.mark.slow
+def test_bf16_training_runs_resumes_exactly_and_keeps_fp32_weights(split, tmp_path):
+    cfg = TrainConfig(feature="rms", epochs=3, patience=10, clip=CLIP, augment=False, n_boot=0, bf16=True)
+    kw = dict(cache_dir=tmp_path / "fc", tracking=False, progress=False)
+    full = train_feature(split, cfg, tmp_path / "full", **kw)
+    fp32 = train_feature(split, TrainConfig(**{**cfg.__dict__, "bf16": False}), tmp_path / "fp32", **kw)
+    train_feature(split, cfg, tmp_path / "part", stop_after=1, **kw)
+    train_feature(split, cfg, tmp_path / "part", resume=True, **kw)
+    a = torch.load(tmp_path / "full" / "resume.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "part" / "resume.pt", weights_only=False)["model"]
+    c = torch.load(tmp_path / "fp32" / "resume.pt", weights_only=False)["model"]
+    assert all(a[k].dtype in (torch.float32, torch.int64) for k in a)  # autocast leaves the weights fp32
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seeded and resumable as in fp32
+    w = [k for k in a if k.endswith("weight")][0]
+    assert not torch.equal(a[w], c[w])  # the steps really ran in bfloat16
+    assert np.isfinite(full["val"]["uar"]) and 0.0 <= full["test"]["uar"] <= 1.0

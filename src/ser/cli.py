@@ -69,7 +69,7 @@ def _train_config(args: argparse.Namespace, feature: str = "mel"):
                        patience=args.patience, seed=args.seed, augment=not args.no_augment,
                        aug_copies=args.aug_copies, clip=ClipConfig(seconds=args.seconds), mixup=args.mixup,
                        dropout=args.dropout, weight_decay=args.weight_decay,
-                       label_smoothing=args.label_smoothing)
+                       label_smoothing=args.label_smoothing, bf16=args.bf16)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -188,6 +188,8 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=float, default=0.3, help="dropout before the classifier")
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW decoupled weight decay")
     p.add_argument("--label-smoothing", type=float, default=0.05, help="label smoothing of the loss")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for training steps (about 2.5x faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--val", type=float, default=0.15, help="fraction of speakers for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction of speakers for test")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the speaker split")

@@ -50,6 +50,7 @@ class TrainConfig:
     dropout: float = 0.3  # before the classifier
     label_smoothing: float = 0.05  # softens targets; helps calibration on small corpora
     mixup: float = 0.0  # Beta(a, a) mixup of training batches (inputs and targets); 0 = off
+    bf16: bool = False  # bfloat16 autocast for the training steps only; weights, optimiser, evaluation stay fp32
     patience: int = 6  # epochs without a better validation UAR before stopping
     seed: int = 0  # weights, batch order, augmentation draws
     augment: bool = True  # augment training clips (never val/test): waveform copies + online feature masks
@@ -62,6 +63,16 @@ class TrainConfig:
 def pick_device() -> torch.device:
     """CUDA when present, CPU otherwise."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CUDA, or a CPU with AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def seed_everything(seed: int) -> None:
@@ -134,6 +145,8 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
     check_speaker_disjoint(manifest)
     seed_everything(cfg.seed)
     device = pick_device()
+    if cfg.bf16 and not bf16_native(device):
+        log.warning("bf16 asked for, but %s has no native bfloat16: training will be slower, not faster", device)
 
     # data: cached features, labels in canonical order, normalisation from train only
     feat_cfg = get_config(cfg.feature)
@@ -208,13 +221,14 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
                 xb = np.stack([augment(x, rng) for x in xb]).astype(np.float32)
             xb_t = torch.from_numpy(np.ascontiguousarray(xb)).to(device)
             yb_t = torch.from_numpy(y_train[b]).to(device)
-            if cfg.mixup > 0:  # the draws come from the epoch's rng, so a resume replays them too
-                lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                perm = torch.from_numpy(rng.permutation(len(b))).to(device)
-                logits = model(lam * xb_t + (1 - lam) * xb_t[perm])
-                loss = lam * loss_fn(logits, yb_t) + (1 - lam) * loss_fn(logits, yb_t[perm])
-            else:
-                loss = loss_fn(model(xb_t), yb_t)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                if cfg.mixup > 0:  # the draws come from the epoch's rng, so a resume replays them too
+                    lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                    perm = torch.from_numpy(rng.permutation(len(b))).to(device)
+                    logits = model(lam * xb_t + (1 - lam) * xb_t[perm])
+                    loss = lam * loss_fn(logits, yb_t) + (1 - lam) * loss_fn(logits, yb_t[perm])
+                else:
+                    loss = loss_fn(model(xb_t), yb_t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
