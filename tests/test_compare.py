@@ -76,3 +76,18 @@ def test_compare_parallel_matches_sequential(manifest, tmp_path, capsys):
         uar = float(re.search(rf"\| {name} \| ([0-9.]+) ", out).group(1))
         assert uar == pytest.approx(float(seq.set_index("feature").test_uar[name]), abs=5e-4)
     assert "| equal-weight average |" in out
+
+
+@pytest.mark.slow
+def test_compare_parallel_with_tracking_on_a_fresh_store(manifest, tmp_path, monkeypatch):
+    """Workers must not race to create the MLflow schema (SQLite 'duplicate column')."""
+    monkeypatch.chdir(tmp_path)
+    # empty = the default store under ./mlruns; and monkeypatch undoes what mlflow writes there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    compare(manifest, "rms,zcr", CFG, tmp_path / "study", val=0.2, test=0.2, cache_dir=tmp_path / "fc",
+            tracking=True, progress=False, baseline=False, parallel=2)
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["ser"])
+    assert sorted(runs["params.feature"]) == ["rms", "zcr"] and "metrics.test_uar" in runs

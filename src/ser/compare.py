@@ -102,6 +102,10 @@ def _train_all(tasks: list, *, parallel: int, progress: bool, **kwargs) -> dict[
 
     parallel = min(parallel, len(tasks))
     threads = max(1, (os.cpu_count() or 1) // parallel)
+    if kwargs.get("tracking"):  # the MLflow store is set up once here, not raced by every worker
+        from .tracking import prepare_store
+
+        prepare_store(kwargs.get("experiment", "ser"))
     # spawn, not fork: CUDA and torch's thread pools do not survive a fork
     with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_train_one, (split_df, run_cfg, run, {**kwargs, "progress": False}, threads))

@@ -29,6 +29,31 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def prepare_store(experiment: str) -> str:
+    """Point MLflow at its store (creating the SQLite schema and the experiment if needed).
+
+    Call it once in the parent before training runs start in parallel processes: each
+    process would otherwise find a fresh store and migrate its schema at the same time
+    (SQLite then fails with "duplicate column"). Returns the tracking URI.
+    """
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        MLRUNS.mkdir(exist_ok=True)
+        uri = f"sqlite:///{(MLRUNS / 'mlflow.db').resolve()}"
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        root = (MLRUNS / experiment).resolve() if uri.startswith("sqlite:") else None
+        try:
+            mlflow.create_experiment(experiment, artifact_location=root.as_uri() if root else None)
+        except mlflow.exceptions.MlflowException:  # made meanwhile by another process
+            if mlflow.get_experiment_by_name(experiment) is None:
+                raise
+    mlflow.set_experiment(experiment)
+    return uri
+
+
 class Tracker:
     """Logs params, per-epoch metrics and final artifacts of one run."""
 
@@ -43,15 +68,7 @@ class Tracker:
         from torch.utils.tensorboard import SummaryWriter
 
         self.mlflow = mlflow
-        uri = os.environ.get("MLFLOW_TRACKING_URI")
-        if not uri:
-            MLRUNS.mkdir(exist_ok=True)
-            uri = f"sqlite:///{(MLRUNS / 'mlflow.db').resolve()}"
-        mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(experiment) is None:
-            root = (MLRUNS / experiment).resolve() if uri.startswith("sqlite:") else None
-            mlflow.create_experiment(experiment, artifact_location=root.as_uri() if root else None)
-        mlflow.set_experiment(experiment)
+        prepare_store(experiment)
         self.run = mlflow.start_run(run_name=run_name)
         self.tb = SummaryWriter(log_dir=str(self.out / "tb"))
 
