@@ -47,7 +47,7 @@ def test_compare_folds_test_every_speaker(manifest, tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_parallel_matches_sequential(manifest, tmp_path, capsys):
+def test_compare_parallel_matches_sequential(manifest, tmp_path):
     import numpy as np
 
     kw = dict(folds=3, cache_dir=tmp_path / "fc", tracking=False, progress=False, baseline=False)
@@ -61,21 +61,14 @@ def test_compare_parallel_matches_sequential(manifest, tmp_path, capsys):
             assert list(a.path) == list(b.path)
             p = [c for c in a.columns if c.startswith("p_")]
             np.testing.assert_allclose(a[p].to_numpy(), b[p].to_numpy(), atol=1e-3)
-    # scripts/pooled_board.py pools the same runs' predictions to the same figures
-    import importlib.util
-    import re
-    from pathlib import Path
+    # the fold ensemble reports each member pooled exactly as the study's leaderboard does
+    from ser.ensemble_folds import ensemble_folds
 
-    spec = importlib.util.spec_from_file_location("pooled_board", Path(__file__).parents[1] / "scripts" / "pooled_board.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.main([str(tmp_path / "seq"), "--features", "rms,zcr", "--n-boot", "20"]) == 0
-    out = capsys.readouterr().out
-    assert f"3 folds, {len(manifest)} test clips" in out
+    s = ensemble_folds(tmp_path / "seq", tmp_path / "ens", features="rms,zcr", trials=4, n_boot=0, progress=False)
     for name in ("rms", "zcr"):
-        uar = float(re.search(rf"\| {name} \| ([0-9.]+) ", out).group(1))
-        assert uar == pytest.approx(float(seq.set_index("feature").test_uar[name]), abs=5e-4)
-    assert "| equal-weight average |" in out
+        pooled = s["members_pooled"][name]
+        assert pooled["test"]["n"] == len(manifest) and len(pooled["test_uar_per_fold"]) == 3
+        assert pooled["test"]["uar"] == pytest.approx(float(seq.set_index("feature").test_uar[name]), abs=1e-9)
 
 
 @pytest.mark.slow

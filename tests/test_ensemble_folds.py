@@ -68,7 +68,7 @@ def test_pooled_test_covers_every_speaker_once_and_weights_are_per_fold(study, t
     assert set(r) == {"weighted", "equal", "best_single", "stacking"}
     assert r["weighted"]["test"]["n"] == 72 and "ci" in r["weighted"]["test"]
     md = (tmp_path / "ens" / "ensemble.md").read_text()
-    assert "over 3 speaker folds" in md and md.count("\n| 2 | ") == 1
+    assert "over 3 speaker folds" in md and md.count("\n| 2 | ") == 1 and "| strong | " in md
     for f in ("folds.csv", "errors.csv", "speakers.csv", "confusion.png", "reliability.png", "summary.json"):
         assert (tmp_path / "ens" / f).stat().st_size > 0, f
     assert not (tmp_path / "ens" / "bundle").exists()

@@ -104,6 +104,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import json
+
+    from .cache import ClipConfig
+    from .corpora import load_manifest
+    from .splits import speaker_split
+    from .sweep import SweepError, sweep
+    from .train import TrainConfig
+
+    try:
+        grid = json.loads(Path(args.grid).read_text() if args.grid.endswith(".json") else args.grid)
+    except (OSError, json.JSONDecodeError) as e:
+        raise SweepError(f"--grid: not a JSON object or a readable .json file ({e})") from e
+    if not isinstance(grid, dict) or not all(isinstance(v, dict) for v in grid.values()):
+        raise SweepError('--grid must map recipe names to objects of TrainConfig fields, e.g. {"e40": {"epochs": 40}}')
+    seeds = [int(x) for x in args.seeds.split(",")]
+    manifest = speaker_split(load_manifest(args.corpus, args.data), val=args.val, test=args.test,
+                             seed=args.split_seed)
+    sweep(manifest, grid, args.features, args.out, seeds=seeds, base=TrainConfig(clip=ClipConfig(seconds=args.seconds)),
+          cache_dir=args.cache, parallel=args.parallel, threads=args.threads, jobs=args.jobs, progress=not args.quiet)
+    print((Path(args.out) / "sweep.md").read_text())
+    return 0
+
+
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from .ensemble import ensemble
     from .ensemble_folds import ensemble_folds, is_fold_study
@@ -272,6 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(p)
     p.set_defaults(func=_cmd_compare)
 
+    p = sub.add_parser("sweep", help="training recipes x representations x seeds, ranked by validation UAR",
+                       formatter_class=fmt)
+    corpus_flags(p)
+    p.add_argument("--features", default="mel,mfcc,delta_mfcc", help="'all' or a comma list")
+    p.add_argument("--grid", required=True,
+                   help='JSON object or .json file: recipe -> TrainConfig overrides, e.g. \'{"e40": {"epochs": 40}}\'')
+    p.add_argument("--seeds", default="0", help="comma list of training seeds")
+    p.add_argument("--out", required=True, type=Path, help="sweep folder (sweep.csv, sweep.md, the runs)")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time, one process each")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    p.add_argument("--val", type=float, default=0.15, help="fraction of speakers for validation")
+    p.add_argument("--test", type=float, default=0.15, help="fraction of speakers for test")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the speaker split")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("ensemble", help="Optuna-weighted ensemble of the best runs of a study, calibrated, bundled",
                        formatter_class=fmt)
     p.add_argument("--runs", required=True, type=Path, help="a `ser compare` study folder or its runs/; a --folds study is fitted per fold and tested pooled")
@@ -335,7 +374,8 @@ _USER_ERRORS = (("ser.audio", "AudioError"), ("ser.corpora.base", "CorpusError")
                 ("ser.corpora.download", "DownloadError"), ("ser.splits", "SplitError"),
                 ("ser.features", "FeatureError"), ("ser.checkpoint", "CheckpointError"),
                 ("ser.bundle", "BundleError"), ("ser.export.runtime", "ModelError"),
-                ("ser.export.onnx_export", "ExportError"))
+                ("ser.export.onnx_export", "ExportError"), ("ser.sweep", "SweepError"),
+                ("ser.ensemble", "EnsembleError"))
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -109,6 +109,7 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
     labels: list[str] | None = None
     probs: dict[str, dict[str, list]] = {s: {k: [] for k in (*COMBINERS, "raw")} for s in SPLITS}
     rows: dict[str, list] = {s: [] for s in SPLITS}
+    member_test: list[np.ndarray] = []  # (M, N_fold, K) per fold: each member alone, for the report
     fold_table, stack_ok, stack_val_ok = [], True, True
     for i, (fdir, fruns) in enumerate(tqdm(list(zip(folds, runs)), desc="folds", unit="fold", disable=not progress)):
         data = align_runs([fruns[n] for n in names])
@@ -117,6 +118,7 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
         elif data["labels"] != labels:
             raise EnsembleError(f"{fdir}: labels {data['labels']} differ from fold 0's {labels}")
         val, test = data["val"], data["test"]
+        member_test.append(test["probs"])
         # 1. this fold's weights, temperature and stacking: from its validation speakers only
         fp = hashlib.blake2b(val["probs"].tobytes() + val["y"].tobytes(), digest_size=6).hexdigest()
         fit = fit_on_validation(val, labels, trials, seed, storage, f"{fdir.name}-{'+'.join(names)}-s{seed}-{fp}")
@@ -156,6 +158,13 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
                       "test": evaluate_predictions(p_test, y["test"], labels, n_boot=n_boot, seed=seed, groups=groups),
                       "ece_test": expected_calibration_error(p_test, y["test"])}
     results["best_single"]["member"] = best
+    members_pooled = {}  # each member alone, pooled like the study's leaderboard
+    for j, n in enumerate(names):
+        m = evaluate_predictions(np.concatenate([p[j] for p in member_test]), y["test"], labels, n_boot=n_boot,
+                                 seed=seed, groups=groups)
+        members_pooled[n] = {"test": m, "val_uar_mean": float(np.mean([r[n]["val_uar"] for r in runs])),
+                             "test_uar_per_fold": [evaluate_predictions(p[j], yt, labels, n_boot=0)["uar"]
+                                                   for p, yt in zip(member_test, _fold_targets(meta, y))]}
     pooled = {s: {k: np.concatenate(probs[s][k]) for k in ("raw", "weighted")} for s in SPLITS}
     ece = {s: {"before": expected_calibration_error(pooled[s]["raw"], y[s]),
                "after": expected_calibration_error(pooled[s]["weighted"], y[s])} for s in SPLITS}
@@ -176,12 +185,18 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
                       for s, sname in (("val", "validation"), ("test", "test"))}, out / "reliability.png")
     summary = {"study_dir": str(study_dir), "folds": len(folds), "members": names, "best_single": best,
                "labels": labels, "seed": seed, "trials_per_fold": trials, "per_fold": fold_table,
-               "results": results, "ece": ece, "test_speakers": sorted(set(groups)), "n_test": int(len(groups))}
+               "results": results, "members_pooled": members_pooled, "ece": ece, "test_speakers": sorted(set(groups)), "n_test": int(len(groups))}
     write_json_atomic(out / "summary.json", summary)
     atomic_write_bytes(out / "ensemble.md", folds_markdown(summary).encode())
     log.info("fold ensemble %s: pooled test UAR %.3f (best single %s %.3f)", names,
              results["weighted"]["test"]["uar"], best, results["best_single"]["test"]["uar"])
     return summary
+
+
+def _fold_targets(meta: dict[str, pd.DataFrame], y: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The pooled test labels cut back into folds (pooling keeps fold order)."""
+    folds = meta["test"]["fold"].to_numpy()
+    return [y["test"][folds == f] for f in sorted(set(folds))]
 
 
 def folds_markdown(summary: dict[str, Any]) -> str:
@@ -204,6 +219,12 @@ def folds_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {title[k]} | {'n/a' if v is None else format(v['uar'], '.3f')} | "
                          f"{ci(r[k]['test'], 'uar')} | {ci(r[k]['test'], 'accuracy')} | "
                          f"{ci(r[k]['test'], 'macro_f1')} | {r[k]['ece_test']:.3f} |")
+    lines += ["", "Each member alone, pooled the same way:", "",
+              "| member | mean val UAR | test UAR [95% CI] | accuracy [95% CI] | test UAR per fold |",
+              "|---|---|---|---|---|"]
+    for n, m in summary["members_pooled"].items():
+        lines.append(f"| {n} | {m['val_uar_mean']:.3f} | {ci(m['test'], 'uar')} | {ci(m['test'], 'accuracy')} | "
+                     + ", ".join(f"{u:.2f}" for u in m["test_uar_per_fold"]) + " |")
     lines += ["", "ECE with 15 bins, pooled:", "", "| split | ECE before | ECE after |", "|---|---|---|"]
     lines += [f"| {s} | {e['before']:.3f} | {e['after']:.3f} |" for s, e in summary["ece"].items()]
     lines += ["", "| fold | test speakers | " + " | ".join(f"w {n}" for n in names) + " | T | val UAR | test UAR |",

@@ -1,0 +1,134 @@
+"""Training-recipe sweep: several TrainConfig variants x representations x seeds, in parallel.
+
+For choosing training settings: every run uses the same speaker-disjoint split as ``ser
+compare``; recipes are ranked by mean VALIDATION UAR (the test columns are reported,
+never used to rank). Runs go to ``OUT/<recipe>/s<seed>/<feature>/``; ``OUT/sweep.csv``
+has one row per run and ``OUT/sweep.md`` one row per recipe. A finished run
+(``metrics.json`` present) is not redone.
+
+Example (the grid is a JSON object: recipe name -> TrainConfig overrides):
+
+    ser sweep --corpus ravdess --data ../shared/data/ravdess --features mel,mfcc --seeds 0,1 \
+        --parallel 8 --out runs/sweep \
+        --grid '{"e20": {}, "e60_mix": {"epochs": 60, "patience": 100, "mixup": 0.4}}'
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from .cache import DEFAULT_ROOT
+from .featurize import extract_corpus, resolve_names
+from .train import TrainConfig, _waveform_chain
+
+log = logging.getLogger(__name__)
+
+
+class SweepError(ValueError):
+    """A grid that does not describe training recipes."""
+
+
+def _run(args: tuple) -> dict:
+    """One run in a worker process; a finished run is read back, not redone."""
+    manifest, cfg, out, cache, threads = args
+    import torch
+
+    torch.set_num_threads(threads)
+    from .train import train_feature
+
+    metrics = Path(out) / "metrics.json"
+    if metrics.exists():
+        res = json.loads(metrics.read_text())
+    else:
+        res = train_feature(manifest, cfg, out, cache_dir=cache, tracking=False, progress=False)
+    test = res["test"]
+    return {"val_uar": res["val"]["uar"], "test_uar": test["uar"], "test_lo": test["ci"]["uar"][0],
+            "test_hi": test["ci"]["uar"][1], "test_accuracy": test["accuracy"], "best_epoch": res["best_epoch"],
+            "epochs_run": res["epochs_run"], "train_seconds": round(res["train_seconds"], 1),
+            "device": res.get("device", "")}
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    head = ["recipe", *map(str, df.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([str(i), *map(str, r)]) + " |" for i, r in zip(df.index, df.itertuples(index=False))]
+    return "\n".join(lines)
+
+
+def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], features: str | Iterable[str],
+          out_dir: str | Path, *, seeds: Iterable[int] = (0,), base: TrainConfig = TrainConfig(),
+          cache_dir: str | Path = DEFAULT_ROOT, parallel: int = 1, threads: int = 1, jobs: int = 1,
+          progress: bool = True) -> pd.DataFrame:
+    """Train every recipe x feature x seed on one split; rank the recipes by validation UAR.
+
+    Args:
+        manifest: a manifest with a ``split`` column (``speaker_split``).
+        grid: recipe name -> ``TrainConfig`` field overrides, e.g. ``{"e60": {"epochs": 60}}``.
+        features: ``"all"``, a comma list or names.
+        out_dir: the sweep folder (see module docstring).
+        seeds: training seeds. base: the config the overrides apply to.
+        parallel: runs at a time, each in a spawned process with ``threads`` CPU threads.
+        jobs: feature extraction processes (all entries are made before training starts).
+
+    Returns:
+        One row per run (recipe, seed, feature, val/test UAR, best epoch, seconds).
+
+    Example:
+        >>> sweep(m, {"e20": {}, "e40": {"epochs": 40}}, "mel", "runs/sweep", seeds=[0, 1])  # doctest: +SKIP
+    """
+    names, seeds, out = resolve_names(features), list(seeds), Path(out_dir)
+    for recipe, ov in grid.items():
+        unknown = set(ov) - set(TrainConfig.__dataclass_fields__)
+        if unknown:
+            raise SweepError(f"recipe {recipe!r}: unknown TrainConfig fields {sorted(unknown)}")
+    t0 = time.perf_counter()
+    # every cache entry the runs need, made once with all processes (the runs only read)
+    extract_corpus(manifest, names, clip=base.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    chains = {}
+    for seed in seeds:
+        for ov in grid.values():
+            cfg = replace(base, seed=seed, **ov)
+            chain, copies = _waveform_chain(cfg)
+            if copies:
+                chains[json.dumps([chain, copies, asdict(cfg.clip)], sort_keys=True)] = (chain, copies, cfg.clip)
+    for chain, copies, clip in chains.values():
+        extract_corpus(manifest[manifest["split"] == "train"], names, clip=clip, cache_dir=cache_dir, jobs=jobs,
+                       progress=progress, augment=chain, copies=copies)
+    log.info("features ready in %.0f s", time.perf_counter() - t0)
+
+    tasks = {(recipe, seed, name): (manifest, replace(base, feature=name, seed=seed, **ov),
+                                    out / recipe / f"s{seed}" / name, cache_dir, threads)
+             for recipe, ov in grid.items() for seed in seeds for name in names}
+    rows = []
+    from tqdm.auto import tqdm
+
+    with ProcessPoolExecutor(max(1, parallel), mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run, t): k for k, t in tasks.items()}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="run", disable=not progress):
+            recipe, seed, name = futures[fut]
+            rows.append({"recipe": recipe, "seed": seed, "feature": name, **fut.result()})
+            log.info("%s", json.dumps(rows[-1]))
+    df = pd.DataFrame(rows).sort_values(["recipe", "feature", "seed"]).reset_index(drop=True)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "sweep.csv", index=False)
+    (out / "sweep.md").write_text(sweep_markdown(df, grid) + f"\nWall time {time.perf_counter() - t0:.0f} s.\n")
+    return df
+
+
+def sweep_markdown(df: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]]) -> str:
+    """Recipes ranked by mean validation UAR, then mean UARs per feature."""
+    summary = (df.groupby("recipe")[["val_uar", "test_uar", "best_epoch", "train_seconds"]].mean()
+               .sort_values("val_uar", ascending=False))
+    summary["overrides"] = [json.dumps(grid[r]) for r in summary.index]
+    per_feature = df.pivot_table(index="recipe", columns="feature", values=["val_uar", "test_uar"], aggfunc="mean")
+    per_feature.columns = [f"{m} {f}" for m, f in per_feature.columns]
+    return ("# Recipe sweep (ranked by mean validation UAR)\n\n" + _markdown(summary.round(3)) +
+            "\n\n## Per feature (mean over seeds)\n\n" + _markdown(per_feature.round(3)) + "\n")
