@@ -214,10 +214,14 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.05, help="label smoothing of the loss")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for training steps (about 2.5x faster on CPUs with AVX512-BF16/AMX)")
+    _add_split_flags(p)
+    p.add_argument("--no-tracking", action="store_true", help="no MLflow/TensorBoard logging")
+
+
+def _add_split_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", type=float, default=0.15, help="fraction of speakers for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction of speakers for test")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the speaker split")
-    p.add_argument("--no-tracking", action="store_true", help="no MLflow/TensorBoard logging")
 
 
 def _default_jobs() -> int:
@@ -306,9 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="sweep folder (sweep.csv, sweep.md, the runs)")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time, one process each")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
-    p.add_argument("--val", type=float, default=0.15, help="fraction of speakers for validation")
-    p.add_argument("--test", type=float, default=0.15, help="fraction of speakers for test")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the speaker split")
+    _add_split_flags(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("ensemble", help="Optuna-weighted ensemble of the best runs of a study, calibrated, bundled",
