@@ -30,7 +30,7 @@ from .evaluate import evaluate_predictions, plot_confusion_grid, plot_leaderboar
 from .features import output_rows
 from .featurize import extract_corpus, load_features, resolve_names
 from .splits import speaker_folds, speaker_split
-from .train import TrainConfig, _waveform_chain, train_feature
+from .train import TrainConfig, _waveform_chain, train_runs
 
 log = logging.getLogger(__name__)
 
@@ -80,44 +80,6 @@ def _baseline(manifest: pd.DataFrame, splits: list[pd.DataFrame], names: list[st
     return metrics, float(np.mean([p["val"]["uar"] for p in parts])), labels
 
 
-def _train_one(task: tuple) -> tuple[Path, dict]:
-    """One run in a worker process (top level, so a spawned process can import it)."""
-    split_df, run_cfg, run, kwargs, threads = task
-    import torch
-
-    torch.set_num_threads(threads)
-    return run, train_feature(split_df, run_cfg, run, **kwargs)
-
-
-def _train_all(tasks: list, *, parallel: int, progress: bool, **kwargs) -> dict[Path, dict]:
-    """Train every (split, config, folder) task; ``parallel`` > 1 runs them in processes."""
-    if parallel <= 1 or len(tasks) <= 1:
-        return {run: train_feature(split_df, run_cfg, run, progress=progress, **kwargs)
-                for split_df, run_cfg, run in tasks}
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from tqdm.auto import tqdm
-
-    parallel = min(parallel, len(tasks))
-    threads = max(1, (os.cpu_count() or 1) // parallel)
-    if kwargs.get("tracking"):  # the MLflow store is set up once here, not raced by every worker
-        from .tracking import prepare_store
-
-        prepare_store(kwargs.get("experiment", "ser"))
-    # spawn, not fork: CUDA and torch's thread pools do not survive a fork
-    with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_one, (split_df, run_cfg, run, {**kwargs, "progress": False}, threads))
-                   for split_df, run_cfg, run in tasks]
-        results = {}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run", disable=not progress):
-            run, res = fut.result()
-            results[run] = res
-            log.info("%s: val UAR %.3f", run, res["val"]["uar"])
-    return results
-
-
 def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainConfig, out_dir: str | Path, *,
             folds: int | None = None, val: float = 0.15, test: float = 0.15, split_seed: int = 0,
             cache_dir: str | Path = DEFAULT_ROOT, tracking: bool = True, jobs: int = 1, progress: bool = True,
@@ -158,7 +120,7 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
 
     tasks = [(split_df, replace(cfg, feature=name), fdir / "runs" / name)
              for name in names for split_df, fdir in zip(splits, fold_dirs)]
-    results = _train_all(tasks, parallel=parallel, cache_dir=cache_dir, tracking=tracking, jobs=jobs,
+    results = train_runs(tasks, parallel=parallel, cache_dir=cache_dir, tracking=tracking, jobs=jobs,
                          progress=progress, resume=resume)
 
     rows, confusions = [], {}

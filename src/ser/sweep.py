@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -27,7 +25,7 @@ import pandas as pd
 
 from .cache import DEFAULT_ROOT
 from .featurize import extract_corpus, resolve_names
-from .train import TrainConfig, _waveform_chain
+from .train import TrainConfig, _waveform_chain, train_runs
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +34,7 @@ class SweepError(ValueError):
     """A grid that does not describe training recipes."""
 
 
-def _run(args: tuple) -> dict:
-    """One run in a worker process; a finished run is read back, not redone."""
-    manifest, cfg, out, cache, threads = args
-    import torch
-
-    torch.set_num_threads(threads)
-    from .train import train_feature
-
-    metrics = Path(out) / "metrics.json"
-    if metrics.exists():
-        res = json.loads(metrics.read_text())
-    else:
-        res = train_feature(manifest, cfg, out, cache_dir=cache, tracking=False, progress=False)
+def _row(res: dict) -> dict:
     test = res["test"]
     return {"val_uar": res["val"]["uar"], "test_uar": test["uar"], "test_lo": test["ci"]["uar"][0],
             "test_hi": test["ci"]["uar"][1], "test_accuracy": test["accuracy"], "best_epoch": res["best_epoch"],
@@ -75,7 +61,7 @@ def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], feature
         features: ``"all"``, a comma list or names.
         out_dir: the sweep folder (see module docstring).
         seeds: training seeds. base: the config the overrides apply to.
-        parallel: runs at a time, each in a spawned process with ``threads`` CPU threads.
+        parallel: runs at a time (above 1, each in a spawned process with ``threads`` CPU threads).
         jobs: feature extraction processes (all entries are made before training starts).
 
     Returns:
@@ -104,18 +90,15 @@ def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], feature
                        progress=progress, augment=chain, copies=copies)
     log.info("features ready in %.0f s", time.perf_counter() - t0)
 
-    tasks = {(recipe, seed, name): (manifest, replace(base, feature=name, seed=seed, **ov),
-                                    out / recipe / f"s{seed}" / name, cache_dir, threads)
-             for recipe, ov in grid.items() for seed in seeds for name in names}
-    rows = []
-    from tqdm.auto import tqdm
-
-    with ProcessPoolExecutor(max(1, parallel), mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run, t): k for k, t in tasks.items()}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="run", disable=not progress):
-            recipe, seed, name = futures[fut]
-            rows.append({"recipe": recipe, "seed": seed, "feature": name, **fut.result()})
-            log.info("%s", json.dumps(rows[-1]))
+    runs = {(recipe, seed, name): (manifest, replace(base, feature=name, seed=seed, **ov), out / recipe / f"s{seed}" / name)
+            for recipe, ov in grid.items() for seed in seeds for name in names}
+    # a finished run is read back, not redone (re-testing it would lose its training time)
+    done = {t[2]: json.loads((t[2] / "metrics.json").read_text())
+            for t in runs.values() if (t[2] / "metrics.json").is_file()}
+    done.update(train_runs([t for t in runs.values() if t[2] not in done], parallel=parallel, threads=threads,
+                           progress=progress, cache_dir=cache_dir, tracking=False))
+    rows = [{"recipe": recipe, "seed": seed, "feature": name, **_row(done[t[2]])}
+            for (recipe, seed, name), t in runs.items()]
     df = pd.DataFrame(rows).sort_values(["recipe", "feature", "seed"]).reset_index(drop=True)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "sweep.csv", index=False)
