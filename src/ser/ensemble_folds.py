@@ -109,7 +109,7 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
     labels: list[str] | None = None
     probs: dict[str, dict[str, list]] = {s: {k: [] for k in (*COMBINERS, "raw")} for s in SPLITS}
     rows: dict[str, list] = {s: [] for s in SPLITS}
-    member_test: list[np.ndarray] = []  # (M, N_fold, K) per fold: each member alone, for the report
+    member_test: list[tuple[np.ndarray, np.ndarray]] = []  # per fold: (M, N, K) member probs, labels
     fold_table, stack_ok, stack_val_ok = [], True, True
     for i, (fdir, fruns) in enumerate(tqdm(list(zip(folds, runs)), desc="folds", unit="fold", disable=not progress)):
         data = align_runs([fruns[n] for n in names])
@@ -118,7 +118,7 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
         elif data["labels"] != labels:
             raise EnsembleError(f"{fdir}: labels {data['labels']} differ from fold 0's {labels}")
         val, test = data["val"], data["test"]
-        member_test.append(test["probs"])
+        member_test.append((test["probs"], test["y"]))
         # 1. this fold's weights, temperature and stacking: from its validation speakers only
         fp = hashlib.blake2b(val["probs"].tobytes() + val["y"].tobytes(), digest_size=6).hexdigest()
         fit = fit_on_validation(val, labels, trials, seed, storage, f"{fdir.name}-{'+'.join(names)}-s{seed}-{fp}")
@@ -160,11 +160,11 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
     results["best_single"]["member"] = best
     members_pooled = {}  # each member alone, pooled like the study's leaderboard
     for j, n in enumerate(names):
-        m = evaluate_predictions(np.concatenate([p[j] for p in member_test]), y["test"], labels, n_boot=n_boot,
+        m = evaluate_predictions(np.concatenate([p[j] for p, _ in member_test]), y["test"], labels, n_boot=n_boot,
                                  seed=seed, groups=groups)
         members_pooled[n] = {"test": m, "val_uar_mean": float(np.mean([r[n]["val_uar"] for r in runs])),
                              "test_uar_per_fold": [evaluate_predictions(p[j], yt, labels, n_boot=0)["uar"]
-                                                   for p, yt in zip(member_test, _fold_targets(meta, y))]}
+                                                   for p, yt in member_test]}
     pooled = {s: {k: np.concatenate(probs[s][k]) for k in ("raw", "weighted")} for s in SPLITS}
     ece = {s: {"before": expected_calibration_error(pooled[s]["raw"], y[s]),
                "after": expected_calibration_error(pooled[s]["weighted"], y[s])} for s in SPLITS}
@@ -191,12 +191,6 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
     log.info("fold ensemble %s: pooled test UAR %.3f (best single %s %.3f)", names,
              results["weighted"]["test"]["uar"], best, results["best_single"]["test"]["uar"])
     return summary
-
-
-def _fold_targets(meta: dict[str, pd.DataFrame], y: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The pooled test labels cut back into folds (pooling keeps fold order)."""
-    folds = meta["test"]["fold"].to_numpy()
-    return [y["test"][folds == f] for f in sorted(set(folds))]
 
 
 def folds_markdown(summary: dict[str, Any]) -> str:
