@@ -129,6 +129,9 @@ def test_resuming_a_finished_run_only_retests_it(split, tmp_path):
     again = train_feature(split, cfg, tmp_path / "r", resume=True, **kw)
     assert (again["epochs_run"], again["best_epoch"]) == (first["epochs_run"], first["best_epoch"])
     assert again["val"]["uar"] == first["val"]["uar"] and (tmp_path / "r" / "model.pt").read_bytes() == weights
+    # the training time of the first session is carried over, not lost to a near-zero re-test
+    saved = torch.load(tmp_path / "r" / "resume.pt", weights_only=True)["progress"]["seconds"]
+    assert 0 < saved <= first["train_seconds"] and saved <= again["train_seconds"]
 
 
 @pytest.mark.slow

@@ -189,11 +189,12 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
         "train_config": asdict(cfg), "augment": augment_dict,
         "corpus": sorted(map(str, manifest["corpus"].unique())),
     }
-    start_epoch, best_uar, best_epoch, stale = 0, -1.0, -1, 0
+    start_epoch, best_uar, best_epoch, stale, seconds_before = 0, -1.0, -1, 0, 0.0
     if resume and (out / "resume.pt").exists():
         state = load_resume_state(out / "resume.pt", model, opt, sched)
         start_epoch, best_uar, best_epoch, stale = (state["epoch"] + 1, state["best_uar"],
                                                     state["best_epoch"], state["stale"])
+        seconds_before = float(state.get("seconds", 0.0))  # older resume.pt files lack it
         log.info("resuming %s at epoch %d (best val UAR %.3f)", cfg.feature, start_epoch, best_uar)
 
     tracker = Tracker(out, experiment, run_name=f"{cfg.feature}", enabled=tracking)
@@ -248,7 +249,8 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
         else:
             stale += 1
         save_resume_state(out / "resume.pt", model, opt, sched,
-                          {"epoch": epoch, "best_uar": best_uar, "best_epoch": best_epoch, "stale": stale})
+                          {"epoch": epoch, "best_uar": best_uar, "best_epoch": best_epoch, "stale": stale,
+                           "seconds": seconds_before + time.perf_counter() - t0})
         if stale >= cfg.patience:
             log.info("%s: early stop at epoch %d (best %d)", cfg.feature, epoch, best_epoch)
             break
@@ -262,7 +264,8 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
     groups = manifest["speaker"].to_numpy()
     result = {
         "feature": cfg.feature, "labels": labels, "best_epoch": best_meta["epoch"], "epochs_run": epoch + 1,
-        "train_seconds": time.perf_counter() - t0, "device": str(device),
+        # all sessions of a resumed run, so a study's leaderboard keeps the real cost
+        "train_seconds": seconds_before + time.perf_counter() - t0, "device": str(device),
         "val": evaluate_predictions(probs["val"], y[va], labels, n_boot=0),
         "test": (evaluate_predictions(probs["test"], y[te], labels, n_boot=cfg.n_boot, seed=cfg.seed,
                                       groups=groups[te]) if te.any() else None),
