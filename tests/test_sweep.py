@@ -49,7 +49,7 @@ def test_sweep_bad_grid_is_one_line_error(tmp_path, capsys):
     assert main([*base, "--grid", "{not json"]) == 2
     assert "ser: error: --grid: not a JSON object" in capsys.readouterr().err
     assert main([*base, "--grid", '{"a": 3}']) == 2
-    assert "--grid must map recipe names" in capsys.readouterr().err
+    assert "the grid must map recipe names" in capsys.readouterr().err
 
 
 def test_sweep_refuses_unknown_config_fields(tmp_path):
@@ -57,3 +57,8 @@ def test_sweep_refuses_unknown_config_fields(tmp_path):
 
     with pytest.raises(SweepError, match=r"recipe 'a': unknown TrainConfig fields \['epoch'\]"):
         sweep(pd.DataFrame(), {"a": {"epoch": 3}}, "mel", tmp_path / "o")
+    for grid in ({"a": 3}, {}, [{"epochs": 3}]):  # API callers get the same error as the CLI
+        with pytest.raises(SweepError, match="the grid must map recipe names"):
+            sweep(pd.DataFrame(), grid, "mel", tmp_path / "o")
+    with pytest.raises(SweepError, match="no seeds"):
+        sweep(pd.DataFrame(), {"a": {}}, "mel", tmp_path / "o", seeds=[])

@@ -110,15 +110,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .cache import ClipConfig
     from .corpora import load_manifest
     from .splits import speaker_split
-    from .sweep import SweepError, sweep
+    from .sweep import SweepError, check_grid, sweep
     from .train import TrainConfig
 
     try:
         grid = json.loads(Path(args.grid).read_text() if args.grid.endswith(".json") else args.grid)
     except (OSError, json.JSONDecodeError) as e:
         raise SweepError(f"--grid: not a JSON object or a readable .json file ({e})") from e
-    if not isinstance(grid, dict) or not all(isinstance(v, dict) for v in grid.values()):
-        raise SweepError('--grid must map recipe names to objects of TrainConfig fields, e.g. {"e40": {"epochs": 40}}')
+    check_grid(grid)  # before the corpus is read: a typo fails at once
     seeds = [int(x) for x in args.seeds.split(",")]
     manifest = speaker_split(load_manifest(args.corpus, args.data), val=args.val, test=args.test,
                              seed=args.split_seed)

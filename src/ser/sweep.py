@@ -49,6 +49,17 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def check_grid(grid: Any) -> None:
+    """Raise :class:`SweepError` unless ``grid`` maps recipe names to ``TrainConfig`` overrides."""
+    if not isinstance(grid, Mapping) or not grid or not all(isinstance(v, Mapping) for v in grid.values()):
+        raise SweepError('the grid must map recipe names to objects of TrainConfig fields, '
+                         'e.g. {"e40": {"epochs": 40}}')
+    for recipe, ov in grid.items():
+        unknown = set(ov) - set(TrainConfig.__dataclass_fields__)
+        if unknown:
+            raise SweepError(f"recipe {recipe!r}: unknown TrainConfig fields {sorted(unknown)}")
+
+
 def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], features: str | Iterable[str],
           out_dir: str | Path, *, seeds: Iterable[int] = (0,), base: TrainConfig = TrainConfig(),
           cache_dir: str | Path = DEFAULT_ROOT, parallel: int = 1, threads: int = 1, jobs: int = 1,
@@ -71,10 +82,9 @@ def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], feature
         >>> sweep(m, {"e20": {}, "e40": {"epochs": 40}}, "mel", "runs/sweep", seeds=[0, 1])  # doctest: +SKIP
     """
     names, seeds, out = resolve_names(features), list(seeds), Path(out_dir)
-    for recipe, ov in grid.items():
-        unknown = set(ov) - set(TrainConfig.__dataclass_fields__)
-        if unknown:
-            raise SweepError(f"recipe {recipe!r}: unknown TrainConfig fields {sorted(unknown)}")
+    check_grid(grid)
+    if not seeds:
+        raise SweepError("no seeds: pass at least one, e.g. seeds=[0]")
     t0 = time.perf_counter()
     # every cache entry the runs need, made once with all processes (the runs only read)
     extract_corpus(manifest, names, clip=base.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
