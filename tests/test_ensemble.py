@@ -153,6 +153,20 @@ def test_search_weights_are_on_the_simplex_and_not_worse_than_members():
     assert res["weights"] == search_weights(probs, y, LABELS, trials=12, seed=0)["weights"]  # seeded
 
 
+def test_log_loss_objective_picks_the_lowest_validation_log_loss():
+    probs, y = complementary()
+    res = search_weights(probs, y, LABELS, trials=12, seed=0, objective="log_loss")
+    assert res["objective"] == "log_loss" and res["n_trials"] == 12
+    losses = [t["val_log_loss"] for t in res["trials"]]
+    assert res["val_log_loss"] == min(losses)
+    # the UAR search's pick is scored differently: its log loss is no lower than this one
+    uar = search_weights(probs, y, LABELS, trials=12, seed=0)
+    assert uar["objective"] == "uar" and uar["val_log_loss"] >= res["val_log_loss"]
+    assert uar["val_uar"] == max(t["val_uar"] for t in uar["trials"])
+    with pytest.raises(EnsembleError, match="objective 'accuracy'"):
+        search_weights(probs, y, LABELS, trials=2, objective="accuracy")
+
+
 def test_resumed_study_continues_to_the_total(tmp_path):
     probs, y = complementary()
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"

@@ -108,3 +108,26 @@ def test_cli_ensemble_on_a_fold_study(study, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| weighted (Optuna, T per fold)" in out and "no bundle" in out
     assert json.loads((tmp_path / "cli" / "summary.json").read_text())["folds"] == 3
+
+
+def test_cli_objective_reaches_every_fold_and_keeps_its_own_studies(study, tmp_path):
+    import optuna
+
+    from ser.cli import main
+
+    out = tmp_path / "cli"
+    for objective in ("uar", "log_loss"):  # same output folder: two sets of studies, none continued
+        assert main(["-q", "ensemble", "--runs", str(study), "--top", "2", "--trials", "4", "--n-boot", "0",
+                     "--objective", objective, "--out", str(out)]) == 0
+        s = json.loads((out / "summary.json").read_text())
+        assert s["objective"] == objective
+        if objective == "log_loss":  # per fold, the pick has the lowest validation log loss of its study
+            for f in range(3):
+                st = optuna.load_study(study_name=next(n for n in optuna.get_all_study_names(
+                    f"sqlite:///{out / 'optuna.db'}") if n.startswith(f"fold{f}-") and n.endswith("-log_loss")),
+                    storage=f"sqlite:///{out / 'optuna.db'}")
+                best = min(st.trials, key=lambda t: t.user_attrs["log_loss"])
+                chosen = [s["per_fold"][f][f"w_{n}"] for n in s["members"]]
+                assert len(st.trials) == 4 and chosen == pytest.approx(best.user_attrs["weights"])
+    names = optuna.get_all_study_names(f"sqlite:///{out / 'optuna.db'}")
+    assert len(names) == 6 and sum(n.endswith("-log_loss") for n in names) == 3

@@ -133,14 +133,14 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
     if is_fold_study(args.runs):  # a --folds study: fitted per fold, tested pooled, no bundle
         summary = ensemble_folds(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
-                                 seed=args.seed, n_boot=args.n_boot, progress=not args.quiet)
+                                 seed=args.seed, n_boot=args.n_boot, progress=not args.quiet, objective=args.objective)
         print((Path(args.out) / "ensemble.md").read_text())
         print(f"members {', '.join(summary['members'])} in {summary['folds']} folds; no bundle (a fold study "
               f"estimates the recipe; for a deployable model run it on a single split); report in {args.out}")
         return 0
     summary = ensemble(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
                        seed=args.seed, tracking=not args.no_tracking, progress=not args.quiet,
-                       n_boot=args.n_boot)
+                       n_boot=args.n_boot, objective=args.objective)
     print((Path(args.out) / "ensemble.md").read_text())
     print(f"members {', '.join(summary['weights'])}; bundle in {summary['bundle']}; report and plots in {args.out}")
     return 0
@@ -318,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="members: the best runs by validation UAR")
     p.add_argument("--features", default=None, help="members by name instead, e.g. mel,mfcc,chroma")
     p.add_argument("--trials", type=int, default=100, help="total Optuna trials (a re-run with more continues)")
+    p.add_argument("--objective", choices=("uar", "log_loss"), default="uar",  # = ser.ensemble.OBJECTIVES
+                   help="what the weight search optimises on the validation clips")
     p.add_argument("--out", required=True, type=Path, help="output folder (report, plots, optuna.db, bundle/)")
     p.add_argument("--seed", type=int, default=0, help="TPE sampler, stacking and bootstrap seed")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (whole speakers) for test CIs")

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("val", "test")
 COMBINERS = ("weighted", "equal", "best_single", "stacking")
+OBJECTIVES = ("uar", "log_loss")  # what the weight search maximises / minimises on validation
 
 
 class EnsembleError(BundleError):
@@ -160,9 +161,14 @@ def simplex_weights(u) -> np.ndarray:
 
 
 def search_weights(val_probs: np.ndarray, y_val, labels: list[str], trials: int = 100, seed: int = 0,
-                   storage: str | None = None, study_name: str = "ensemble", progress: bool = False) -> dict:
-    """Optuna TPE over simplex weights maximising validation UAR (ties: lower validation log loss).
+                   storage: str | None = None, study_name: str = "ensemble", progress: bool = False,
+                   objective: str = "uar") -> dict:
+    """Optuna TPE over simplex weights, scored on the validation clips.
 
+    ``objective="uar"`` maximises validation UAR (ties: lower log loss); ``"log_loss"``
+    minimises validation log loss (ties: higher UAR). UAR on a few hundred clips is a step
+    function that TPE can fit to the validation speakers' quirks; log loss is smooth and
+    rewards every clip's probability, so its weights tend to carry better to new speakers.
     A new study first tries equal weights and each member alone. ``trials`` is the study's
     total: with a ``storage`` the study is loaded if it exists and runs only the trials it
     still lacks (5 then 10 gives 10 trials, not 15).
@@ -174,6 +180,8 @@ def search_weights(val_probs: np.ndarray, y_val, labels: list[str], trials: int 
 
     if trials < 1:
         raise EnsembleError(f"trials must be >= 1, got {trials}")
+    if objective not in OBJECTIVES:
+        raise EnsembleError(f"objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     m = len(val_probs)
     if isinstance(storage, str) and storage.startswith("sqlite:"):
@@ -185,22 +193,25 @@ def search_weights(val_probs: np.ndarray, y_val, labels: list[str], trials: int 
         for j in range(m):
             study.enqueue_trial({f"u{i}": float(np.exp(-1)) if i == j else 1.0 for i in range(m)})
 
-    def objective(trial) -> float:
+    def score(trial) -> float:
         w = simplex_weights([trial.suggest_float(f"u{i}", 1e-6, 1.0) for i in range(m)])
         res = evaluate_predictions(combine(val_probs, w), y_val, labels, n_boot=0)
         trial.set_user_attr("weights", w.tolist())
         trial.set_user_attr("log_loss", res["log_loss"])
-        return res["uar"]
+        trial.set_user_attr("uar", res["uar"])
+        return res["uar"] if objective == "uar" else -res["log_loss"]
 
     complete = optuna.trial.TrialState.COMPLETE
     todo = trials - len(study.get_trials(states=(complete,)))
     if todo > 0:
-        study.optimize(objective, n_trials=todo, show_progress_bar=progress)
+        study.optimize(score, n_trials=todo, show_progress_bar=progress)
     done = study.get_trials(states=(complete,))
-    best = max(done, key=lambda t: (t.value, -t.user_attrs["log_loss"], -t.number))
-    return {"weights": best.user_attrs["weights"], "val_uar": best.value, "best_trial": best.number,
-            "val_log_loss": best.user_attrs["log_loss"], "n_trials": len(done),
-            "trials": [{"number": t.number, "val_uar": t.value, "val_log_loss": t.user_attrs["log_loss"],
+    tie = "log_loss" if objective == "uar" else "uar"
+    best = max(done, key=lambda t: (t.value, -t.user_attrs[tie] if tie == "log_loss" else t.user_attrs[tie],
+                                    -t.number))
+    return {"weights": best.user_attrs["weights"], "val_uar": best.user_attrs["uar"], "best_trial": best.number,
+            "val_log_loss": best.user_attrs["log_loss"], "n_trials": len(done), "objective": objective,
+            "trials": [{"number": t.number, "val_uar": t.user_attrs["uar"], "val_log_loss": t.user_attrs["log_loss"],
                         "weights": t.user_attrs["weights"]} for t in done]}
 
 
@@ -256,10 +267,15 @@ def fit_stacking(val_probs: np.ndarray, y_val, groups, seed: int = 0):
     return clf, cv
 
 
+def _study_suffix(objective: str) -> str:
+    """Optuna study name suffix: studies of different objectives never continue each other."""
+    return "" if objective == "uar" else f"-{objective}"
+
+
 def fit_on_validation(val: dict, labels: list[str], trials: int, seed: int, storage: str | None,
-                      study_name: str, progress: bool = False) -> dict:
+                      study_name: str, progress: bool = False, objective: str = "uar") -> dict:
     """Everything the ensemble learns, from the validation split alone (test never passed in)."""
-    search = search_weights(val["probs"], val["y"], labels, trials, seed, storage, study_name, progress)
+    search = search_weights(val["probs"], val["y"], labels, trials, seed, storage, study_name, progress, objective)
     temperature = fit_temperature(combine(val["probs"], search["weights"]), val["y"])
     stacker, stack_cv = fit_stacking(val["probs"], val["y"], val["speakers"], seed)
     return {"search": search, "weights": np.asarray(search["weights"]), "temperature": temperature,
@@ -270,7 +286,8 @@ def fit_on_validation(val: dict, labels: list[str], trials: int, seed: int, stor
 
 def ensemble(runs_dir: str | Path, out_dir: str | Path, top: int = 3, trials: int = 100,
              features: str | Iterable[str] | None = None, seed: int = 0, tracking: bool = True,
-             progress: bool = True, n_boot: int = 1000, experiment: str = "ser") -> dict[str, Any]:
+             progress: bool = True, n_boot: int = 1000, experiment: str = "ser",
+             objective: str = "uar") -> dict[str, Any]:
     """Search, fit, evaluate and bundle the ensemble of a single-split study (see module docstring).
 
     Args:
@@ -282,6 +299,8 @@ def ensemble(runs_dir: str | Path, out_dir: str | Path, top: int = 3, trials: in
         seed: TPE sampler, stacking and bootstrap seed.
         tracking: log the search to MLflow. progress: Optuna's progress bar.
         n_boot: bootstrap resamples (whole test speakers) for the CIs.
+        objective: what the weight search optimises on validation, ``"uar"`` or
+            ``"log_loss"`` (see :func:`search_weights`).
 
     Returns:
         The summary (also ``summary.json``): members, weights, temperature, trials and, per
@@ -301,12 +320,14 @@ def ensemble(runs_dir: str | Path, out_dir: str | Path, top: int = 3, trials: in
     labels, names, val, test = data["labels"], data["names"], data["val"], data["test"]
     tracker = Tracker(out, experiment, run_name="ensemble", enabled=tracking)
     tracker.log_params({"members": names, "trials": trials, "seed": seed, "top": top, "runs_dir": str(runs_dir),
+                        "objective": objective,
                         "member_val_uar": {m["name"]: m["val_uar"] for m in members}})
 
     # 1. everything learnt comes from the validation speakers
     fp = hashlib.blake2b(val["probs"].tobytes() + val["y"].tobytes(), digest_size=6).hexdigest()
-    study = f"ensemble-{'+'.join(names)}-s{seed}-{fp}"
-    fit = fit_on_validation(val, labels, trials, seed, f"sqlite:///{(out / 'optuna.db').resolve()}", study, progress)
+    study = f"ensemble-{'+'.join(names)}-s{seed}-{fp}{_study_suffix(objective)}"
+    fit = fit_on_validation(val, labels, trials, seed, f"sqlite:///{(out / 'optuna.db').resolve()}", study, progress,
+                            objective)
     w, t = fit["weights"], fit["temperature"]
     best = max(range(len(members)), key=lambda i: (members[i]["val_uar"], -i))
 
@@ -357,6 +378,7 @@ def ensemble(runs_dir: str | Path, out_dir: str | Path, top: int = 3, trials: in
     summary = {"runs_dir": str(runs_dir), "members": [{"name": m["name"], "feature": m["meta"]["feature"],
                                                        "val_uar": m["val_uar"]} for m in members],
                "labels": labels, "weights": dict(zip(names, map(float, w))), "temperature": t, "seed": seed,
+               "objective": objective,
                "study": study, "n_trials": fit["search"]["n_trials"], "best_trial": fit["search"]["best_trial"],
                "search_val_uar": fit["search"]["val_uar"], "results": results, "ece": ece,
                "stacking_val": "speaker-grouped cross-validation" if fit["stack_val_cv"] is not None else None,

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .calibration import apply_temperature, expected_calibration_error, plot_reliability
 from .checkpoint import write_json_atomic
-from .ensemble import (COMBINERS, SPLITS, EnsembleError, align_runs, combine, fit_on_validation, load_runs,
+from .ensemble import (COMBINERS, SPLITS, EnsembleError, _study_suffix, align_runs, combine, fit_on_validation, load_runs,
                        stacking_proba)
 from .evaluate import evaluate_predictions, plot_confusion
 
@@ -72,7 +72,7 @@ def _members(runs: list[dict[str, dict]], top: int, features: str | Iterable[str
 
 def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, trials: int = 100,
                    features: str | Iterable[str] | None = None, seed: int = 0, n_boot: int = 1000,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, objective: str = "uar") -> dict[str, Any]:
     """Fit the ensemble in every fold on its validation speakers; score the pooled test folds.
 
     Args:
@@ -83,6 +83,8 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
         features: member run names instead of the top ``top``.
         n_boot: bootstrap resamples (whole test speakers) for the pooled CIs.
         progress: a progress bar over the folds.
+        objective: what each fold's weight search optimises on its validation clips,
+            ``"uar"`` or ``"log_loss"`` (see :func:`ser.ensemble.search_weights`).
 
     Returns:
         The summary (also ``summary.json``): members, per-fold weights and temperatures and,
@@ -121,7 +123,9 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
         member_test.append((test["probs"], test["y"]))
         # 1. this fold's weights, temperature and stacking: from its validation speakers only
         fp = hashlib.blake2b(val["probs"].tobytes() + val["y"].tobytes(), digest_size=6).hexdigest()
-        fit = fit_on_validation(val, labels, trials, seed, storage, f"{fdir.name}-{'+'.join(names)}-s{seed}-{fp}")
+        fit = fit_on_validation(val, labels, trials, seed, storage,
+                                f"{fdir.name}-{'+'.join(names)}-s{seed}-{fp}{_study_suffix(objective)}",
+                                objective=objective)
         w, t = fit["weights"], fit["temperature"]
         stack_ok &= fit["stacker"] is not None
         stack_val_ok &= fit["stack_val_cv"] is not None
@@ -184,7 +188,7 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
     plot_reliability({sname: {"before": (pooled[s]["raw"], y[s]), "after (T per fold)": (pooled[s]["weighted"], y[s])}
                       for s, sname in (("val", "validation"), ("test", "test"))}, out / "reliability.png")
     summary = {"study_dir": str(study_dir), "folds": len(folds), "members": names, "best_single": best,
-               "labels": labels, "seed": seed, "trials_per_fold": trials, "per_fold": fold_table,
+               "labels": labels, "seed": seed, "trials_per_fold": trials, "objective": objective, "per_fold": fold_table,
                "results": results, "members_pooled": members_pooled, "ece": ece, "test_speakers": sorted(set(groups)), "n_test": int(len(groups))}
     write_json_atomic(out / "summary.json", summary)
     atomic_write_bytes(out / "ensemble.md", folds_markdown(summary).encode())
