@@ -33,17 +33,35 @@ def test_compare_single_split(manifest, tmp_path):
     assert (out / "runs" / "rms" / "model.pt").is_file() and (out / "runs" / "chroma" / "predictions.csv").is_file()
     assert "| 1 |" in (out / "leaderboard.md").read_text()
     assert json.loads((out / "study.json").read_text())["features"] == ["rms", "chroma"]
+    # the baseline is saved as a run without a checkpoint: a bundled ensemble passes over it
+    base = out / "runs" / BASELINE
+    assert (base / "predictions.csv").is_file() and not (base / "model.pt").exists()
+    assert json.loads((base / "model.json").read_text())["kind"] == "baseline"
+    from ser.ensemble import EnsembleError, ensemble
+
+    s = ensemble(out, tmp_path / "ens", top=3, trials=4, tracking=False, progress=False, n_boot=0)
+    assert sorted(s["weights"]) == ["chroma", "rms"]
+    with pytest.raises(EnsembleError, match="is a baseline run; the bundle needs every member's checkpoint"):
+        ensemble(out, tmp_path / "ens2", features=f"rms,{BASELINE}", trials=4, tracking=False, progress=False)
 
 
 @pytest.mark.slow
 def test_compare_folds_test_every_speaker(manifest, tmp_path):
     board = compare(manifest, ["zcr"], CFG, tmp_path / "study", folds=3, cache_dir=tmp_path / "fc",
-                    tracking=False, progress=False, baseline=False)
-    assert list(board.feature) == ["zcr"]
-    assert int(board.n_test[0]) == len(manifest)  # pooled over folds: every clip tested once
+                    tracking=False, progress=False)
+    assert list(board.feature) == ["zcr", BASELINE] or list(board.feature) == [BASELINE, "zcr"]
+    assert (board.n_test == len(manifest)).all()  # pooled over folds: every clip tested once
     split = pd.read_csv(tmp_path / "study" / "split.csv")
     assert split.fold.nunique() == 3
     assert all((tmp_path / "study" / f"fold{i}" / "runs" / "zcr" / "model.pt").is_file() for i in range(3))
+    # each fold's baseline is a run a fold ensemble can take; pooled, it is the leaderboard's row
+    from ser.ensemble_folds import ensemble_folds
+
+    s = ensemble_folds(tmp_path / "study", tmp_path / "ens", features=f"zcr,{BASELINE}", trials=4, n_boot=0,
+                       progress=False)
+    assert s["members"] == ["zcr", BASELINE]
+    assert s["members_pooled"][BASELINE]["test"]["uar"] == pytest.approx(
+        float(board.set_index("feature").test_uar[BASELINE]), abs=1e-9)
 
 
 @pytest.mark.slow

@@ -13,9 +13,12 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ser.evaluate import evaluate_predictions
 
@@ -112,4 +115,45 @@ def logreg_baseline(features: dict[str, np.ndarray], y: np.ndarray, split: np.nd
         else:
             log.warning("no %s rows: %s metrics are None", part, part)
             out[part] = None
+    return out
+
+
+def save_baseline_run(run_dir: str | Path, manifest: pd.DataFrame, labels: list[str], result: dict,
+                      features: list[str]) -> Path:
+    """Write a fitted baseline as a run folder, like a ResNet run's but without a checkpoint.
+
+    ``predictions.csv`` (val and test probabilities) and ``metrics.json`` have the training
+    runs' format, so a fold ensemble can take the baseline as a member; ``model.json`` says
+    ``"kind": "baseline"`` and names the features. There is no ``model.pt``: the baseline
+    cannot be bundled or exported.
+
+    Args:
+        run_dir: output folder (created).
+        manifest: the clips with their ``split`` column, in the order ``result`` was fitted on.
+        labels: class names, in the probability columns' order.
+        result: :func:`logreg_baseline`'s output.
+        features: the representations whose pooled statistics it was fitted on.
+
+    Returns:
+        ``run_dir`` as a Path.
+    """
+    from .checkpoint import write_json_atomic
+    from .splits import split_speakers
+
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    split = manifest["split"].astype(str).to_numpy()
+    parts = []
+    for part in ("val", "test"):
+        rows = manifest.loc[split == part, ["path", "speaker", "emotion"]].reset_index(drop=True)
+        rows.insert(0, "split", part)
+        parts.append(pd.concat([rows, pd.DataFrame(result[f"{part}_probs"], columns=[f"p_{lab}" for lab in labels])],
+                               axis=1))
+    pd.concat(parts).to_csv(out / "predictions.csv", index=False)
+    clf = result["classifier"]
+    write_json_atomic(out / "model.json", {
+        "kind": "baseline", "model": "logreg_pooled_stats", "feature": "+".join(features), "features": features,
+        "labels": labels, "speakers": split_speakers(manifest), "C": float(clf.C)})
+    write_json_atomic(out / "metrics.json", {"feature": "baseline", "labels": labels,
+                                             "val": result["val"], "test": result["test"]})
     return out

@@ -5,6 +5,7 @@ Writes into ``out_dir``::
     split.csv                  the manifest with its split column(s)
     runs/<feature>/            one training run each (checkpoint, predictions, metrics)
     fold<i>/runs/<feature>/    the same per fold, with ``folds=k``
+    runs/baseline_logreg/      the baseline's val/test predictions (no checkpoint), per fold too
     leaderboard.csv / .md      test metrics with bootstrap 95% CIs, best first
     leaderboard.png            bar plot of test UAR with error bars and chance
     confusions.png             a grid of test confusion matrices
@@ -59,19 +60,22 @@ def _row(name: str, rows: int, test: dict, val_uar: float, extra: dict) -> dict:
 
 
 def _baseline(manifest: pd.DataFrame, splits: list[pd.DataFrame], names: list[str], cfg: TrainConfig,
-              cache_dir, jobs, progress) -> tuple[dict, float, list[str]]:
+              cache_dir, jobs, progress, run_dirs: list[Path]) -> tuple[dict, float, list[str]]:
     """The logistic-regression baseline on every split; test predictions pooled over them.
 
     The splits are copies of ``manifest`` (same rows, same order), so the features and
-    labels are loaded once and only the split column changes.
+    labels are loaded once and only the split column changes. Each split's fit is saved as
+    a run folder (``runs/baseline_logreg``), so ensembles can take it as a member.
     """
-    from .baseline import logreg_baseline
+    from .baseline import logreg_baseline, save_baseline_run
     from .corpora import EMOTIONS
 
     feats = load_features(manifest, names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
     labels = [e for e in EMOTIONS if e in set(manifest["emotion"])]
     y = manifest["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
     parts = [logreg_baseline(feats, y, s["split"].to_numpy(), labels, seed=cfg.seed) for s in splits]
+    for s, part, run_dir in zip(splits, parts, run_dirs):
+        save_baseline_run(run_dir, s, labels, part, names)
     tests = [s["split"].to_numpy() == "test" for s in splits]
     probs = np.concatenate([p["test_probs"] for p in parts])
     groups = np.concatenate([s["speaker"].astype(str).to_numpy()[t] for s, t in zip(splits, tests)])
@@ -142,7 +146,8 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
         log.info("%s: test UAR %.3f", name, test_metrics["uar"])
 
     if baseline:
-        bt, val_uar, labels = _baseline(manifest, splits, names, cfg, cache_dir, jobs, progress)
+        bt, val_uar, labels = _baseline(manifest, splits, names, cfg, cache_dir, jobs, progress,
+                                        [fdir / "runs" / BASELINE for fdir in fold_dirs])
         rows.append(_row(BASELINE, sum(output_rows(n) for n in names) * 2, bt, val_uar,
                          {"best_epoch": "", "epochs_run": "", "train_seconds": np.nan}))
         confusions[BASELINE] = (bt["confusion"], labels)

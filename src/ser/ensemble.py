@@ -312,10 +312,18 @@ def ensemble(runs_dir: str | Path, out_dir: str | Path, top: int = 3, trials: in
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    members = select_runs(load_runs(runs_dir), top, features)
+    runs = load_runs(runs_dir)
+    if not features:  # the top k among runs that can be bundled (the baseline has no checkpoint)
+        skipped = [n for n, r in runs.items() if not (r["dir"] / "model.pt").is_file()]
+        if skipped:
+            log.info("not candidates (no model.pt, cannot be bundled): %s", ", ".join(skipped))
+        runs = {n: r for n, r in runs.items() if n not in skipped}
+    members = select_runs(runs, top, features)
     for m in members:
         if not (m["dir"] / "model.pt").is_file():
-            raise EnsembleError(f"{m['dir']}: model.pt missing; the bundle needs every member's checkpoint")
+            what = "a baseline run" if m["meta"].get("kind") == "baseline" else "a run without model.pt"
+            raise EnsembleError(f"{m['dir']} is {what}; the bundle needs every member's checkpoint "
+                                "(a fold study's ensemble, which writes no bundle, can use it)")
     data = align_runs(members)
     labels, names, val, test = data["labels"], data["names"], data["val"], data["test"]
     tracker = Tracker(out, experiment, run_name="ensemble", enabled=tracking)
