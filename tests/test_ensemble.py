@@ -69,6 +69,21 @@ def test_top_k_by_validation_uar_not_test(tmp_path):
         select_runs(runs, top=1)
 
 
+def test_runs_of_several_studies_are_merged_first_wins(tmp_path):
+    write_run(tmp_path / "gpu", "a", 2.0, 2.0, seed=1)
+    write_run(tmp_path / "gpu", "b", 1.0, 1.0, seed=2)
+    write_run(tmp_path / "cpu", "b", 3.0, 3.0, seed=3)  # same name: the first study's is kept
+    write_run(tmp_path / "cpu", "c", 1.5, 1.5, seed=4)
+    runs = load_runs([tmp_path / "gpu", tmp_path / "cpu"])
+    assert sorted(runs) == ["a", "b", "c"] and runs["b"]["dir"] == tmp_path / "gpu" / "runs" / "b"
+    assert [r["name"] for r in select_runs(runs, features="a,c")] == ["a", "c"]
+    write_run(tmp_path / "other", "d", 2.0, 2.0, speakers={"train": ["x"], "val": ["y"], "test": ["z"]})
+    with pytest.raises(EnsembleError, match="different speaker splits"):
+        align_runs(select_runs(load_runs([tmp_path / "gpu", tmp_path / "other"]), features="a,d"))
+    with pytest.raises(EnsembleError, match="no study folders"):
+        load_runs([])
+
+
 def test_mismatched_labels_are_refused(tmp_path):
     write_run(tmp_path, "a", 2.0, 2.0)
     write_run(tmp_path, "b", 2.0, 2.0, labels=LABELS[::-1])

@@ -131,3 +131,35 @@ def test_cli_objective_reaches_every_fold_and_keeps_its_own_studies(study, tmp_p
                 assert len(st.trials) == 4 and chosen == pytest.approx(best.user_attrs["weights"])
     names = optuna.get_all_study_names(f"sqlite:///{out / 'optuna.db'}")
     assert len(names) == 6 and sum(n.endswith("-log_loss") for n in names) == 3
+
+
+def test_two_studies_of_the_same_folds_pool_their_runs(study, tmp_path):
+    """Members trained in two studies (say a GPU and a CPU session) form one fold ensemble."""
+    import shutil
+
+    from ser.cli import main
+
+    other = tmp_path / "other"
+    for fold in range(3):
+        shutil.move(study / f"fold{fold}" / "runs" / "weak", other / f"fold{fold}" / "runs" / "weak")
+        write_fold_run(other, fold, "strong", 0.0, 99)  # a clash: the first study's strong is kept
+    one = ensemble_folds(study, tmp_path / "one", features="strong,medium", trials=4, n_boot=0, progress=False)
+    both = ensemble_folds([study, other], tmp_path / "both", features="strong,medium,weak", trials=4, n_boot=0,
+                          progress=False)
+    assert both["members"] == ["strong", "medium", "weak"] and both["study_dir"] == f"{study}+{other}"
+    assert both["members_pooled"]["strong"] == one["members_pooled"]["strong"]  # the first study's run
+    assert main(["-q", "ensemble", "--runs", str(study), str(other), "--features", "strong,weak", "--trials", "2",
+                 "--n-boot", "0", "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads((tmp_path / "cli" / "summary.json").read_text())["members"] == ["strong", "weak"]
+    # different fold counts, or runs of other clips, are refused
+    shutil.rmtree(other / "fold2")
+    with pytest.raises(EnsembleError, match="different numbers of folds"):
+        ensemble_folds([study, other], tmp_path / "x", progress=False)
+    shutil.rmtree(other)
+    for fold in range(3):
+        write_fold_run(other, fold, "shifted", 1.0, 5)
+        df = pd.read_csv(other / f"fold{fold}" / "runs" / "shifted" / "predictions.csv")
+        df.assign(path=df["path"].str.replace("/c/", "/d/")).to_csv(
+            other / f"fold{fold}" / "runs" / "shifted" / "predictions.csv", index=False)
+    with pytest.raises(EnsembleError, match="disagree on the val clips"):
+        ensemble_folds([study, other], tmp_path / "y", features="strong,shifted", progress=False)

@@ -131,14 +131,15 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     from .ensemble import ensemble
     from .ensemble_folds import ensemble_folds, is_fold_study
 
-    if is_fold_study(args.runs):  # a --folds study: fitted per fold, tested pooled, no bundle
-        summary = ensemble_folds(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
+    runs = args.runs[0] if len(args.runs) == 1 else args.runs
+    if is_fold_study(runs):  # a --folds study: fitted per fold, tested pooled, no bundle
+        summary = ensemble_folds(runs, args.out, top=args.top, trials=args.trials, features=args.features,
                                  seed=args.seed, n_boot=args.n_boot, progress=not args.quiet, objective=args.objective)
         print((Path(args.out) / "ensemble.md").read_text())
         print(f"members {', '.join(summary['members'])} in {summary['folds']} folds; no bundle (a fold study "
               f"estimates the recipe; for a deployable model run it on a single split); report in {args.out}")
         return 0
-    summary = ensemble(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
+    summary = ensemble(runs, args.out, top=args.top, trials=args.trials, features=args.features,
                        seed=args.seed, tracking=not args.no_tracking, progress=not args.quiet,
                        n_boot=args.n_boot, objective=args.objective)
     print((Path(args.out) / "ensemble.md").read_text())
@@ -314,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ensemble", help="Optuna-weighted ensemble of the best runs of a study, calibrated, bundled",
                        formatter_class=fmt)
-    p.add_argument("--runs", required=True, type=Path, help="a `ser compare` study folder or its runs/; a --folds study is fitted per fold and tested pooled")
+    p.add_argument("--runs", required=True, type=Path, nargs="+",
+                   help="a `ser compare` study folder or its runs/; a --folds study is fitted per fold and tested "
+                        "pooled; several studies of the same split (or folds) pool their runs")
     p.add_argument("--top", type=int, default=3, help="members: the best runs by validation UAR")
     p.add_argument("--features", default=None, help="members by name instead, e.g. mel,mfcc,chroma")
     p.add_argument("--trials", type=int, default=100, help="total Optuna trials (a re-run with more continues)")

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,12 +42,18 @@ class EnsembleError(BundleError):
 
 # ----------------------------------------------------------------------------- runs
 
-def load_runs(runs_dir: str | Path) -> dict[str, dict]:
+def load_runs(runs_dir: str | Path | Sequence[str | Path]) -> dict[str, dict]:
     """The runs of a single-split study (``DIR/runs/<name>/`` or ``DIR/<name>/``), by name.
+
+    Several folders (studies of the same split, e.g. one trained on a GPU and one on a
+    CPU) are merged; where two hold a run of the same name the first folder's is kept.
+    Members from different splits are refused later, by :func:`align_runs`.
 
     Each run: ``{"name", "dir", "meta", "labels", "val": df, "test": df, "val_uar"}``;
     ``val_uar`` is recomputed from the run's validation probabilities.
     """
+    if not isinstance(runs_dir, (str, Path)):
+        return merge_runs([load_runs(d) for d in runs_dir])
     root = Path(runs_dir)
     if not root.is_dir():
         raise EnsembleError(f"{root}: no such folder; pass the study folder of `ser compare` (or its runs/)")
@@ -78,6 +84,25 @@ def load_runs(runs_dir: str | Path) -> dict[str, dict]:
         runs[d.name] = {"name": d.name, "dir": d, "meta": meta, "labels": labels, **parts,
                         "val_uar": evaluate_predictions(p, y, labels, n_boot=0)["uar"]}
     return runs
+
+
+def merge_runs(studies: Sequence[Mapping[str, dict]]) -> dict[str, dict]:
+    """Union of several studies' runs by name; on a clash the earlier study's run is kept."""
+    if not studies:
+        raise EnsembleError("no study folders given")
+    merged: dict[str, dict] = {}
+    for runs in studies:
+        for name, run in runs.items():
+            if name in merged:
+                log.warning("run %s in %s ignored: %s has one of that name", name, run["dir"], merged[name]["dir"])
+            else:
+                merged[name] = run
+    return merged
+
+
+def dirs_label(dirs: str | Path | Sequence[str | Path]) -> str:
+    """One folder, or several joined by ``+``, as text for summaries and MLflow params."""
+    return str(dirs) if isinstance(dirs, (str, Path)) else "+".join(map(str, dirs))
 
 
 def _targets(df: pd.DataFrame, labels: list[str], where: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -284,14 +309,15 @@ def fit_on_validation(val: dict, labels: list[str], trials: int, seed: int, stor
 
 # ---------------------------------------------------------------------------- the study
 
-def ensemble(runs_dir: str | Path, out_dir: str | Path, top: int = 3, trials: int = 100,
+def ensemble(runs_dir: str | Path | Sequence[str | Path], out_dir: str | Path, top: int = 3, trials: int = 100,
              features: str | Iterable[str] | None = None, seed: int = 0, tracking: bool = True,
              progress: bool = True, n_boot: int = 1000, experiment: str = "ser",
              objective: str = "uar") -> dict[str, Any]:
     """Search, fit, evaluate and bundle the ensemble of a single-split study (see module docstring).
 
     Args:
-        runs_dir: the ``ser compare`` study folder or its ``runs/``.
+        runs_dir: the ``ser compare`` study folder or its ``runs/``; or several such folders
+            of the same split, whose runs are pooled (see :func:`load_runs`).
         out_dir: output folder; its ``optuna.db`` makes a re-run continue the study.
         top: members by validation UAR (ignored when ``features`` names them).
         trials: total trials of the Optuna study (a re-run with more continues up to it).
@@ -327,7 +353,7 @@ def ensemble(runs_dir: str | Path, out_dir: str | Path, top: int = 3, trials: in
     data = align_runs(members)
     labels, names, val, test = data["labels"], data["names"], data["val"], data["test"]
     tracker = Tracker(out, experiment, run_name="ensemble", enabled=tracking)
-    tracker.log_params({"members": names, "trials": trials, "seed": seed, "top": top, "runs_dir": str(runs_dir),
+    tracker.log_params({"members": names, "trials": trials, "seed": seed, "top": top, "runs_dir": dirs_label(runs_dir),
                         "objective": objective,
                         "member_val_uar": {m["name"]: m["val_uar"] for m in members}})
 
@@ -383,7 +409,7 @@ def ensemble(runs_dir: str | Path, out_dir: str | Path, top: int = 3, trials: in
     brief = {s: {k: v for k, v in results["weighted"][s].items() if k in ("n", "accuracy", "uar", "macro_f1",
                                                                          "log_loss", "ci")} for s in SPLITS}
     write_bundle(out / "bundle", members, w, t, labels, {"metrics": brief, "ece": ece})
-    summary = {"runs_dir": str(runs_dir), "members": [{"name": m["name"], "feature": m["meta"]["feature"],
+    summary = {"runs_dir": dirs_label(runs_dir), "members": [{"name": m["name"], "feature": m["meta"]["feature"],
                                                        "val_uar": m["val_uar"]} for m in members],
                "labels": labels, "weights": dict(zip(names, map(float, w))), "temperature": t, "seed": seed,
                "objective": objective,

@@ -27,15 +27,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .calibration import apply_temperature, expected_calibration_error, plot_reliability
 from .checkpoint import write_json_atomic
-from .ensemble import (COMBINERS, SPLITS, EnsembleError, _study_suffix, align_runs, combine, fit_on_validation, load_runs,
-                       stacking_proba)
+from .ensemble import (COMBINERS, SPLITS, EnsembleError, _study_suffix, align_runs, combine, dirs_label,
+                       fit_on_validation, load_runs, merge_runs, stacking_proba)
 from .evaluate import evaluate_predictions, plot_confusion
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,27 @@ def fold_dirs(study_dir: str | Path) -> list[Path]:
     return sorted(folds, key=lambda d: int(d.name[4:]))
 
 
-def is_fold_study(study_dir: str | Path) -> bool:
-    """True for a k-fold study folder (``fold0/runs`` ...) without a single split's ``runs/``."""
+def is_fold_study(study_dir: str | Path | Sequence[str | Path]) -> bool:
+    """True for a k-fold study folder (``fold0/runs`` ...) without a single split's ``runs/``
+    (for several folders: true when all are)."""
+    if not isinstance(study_dir, (str, Path)):
+        return bool(study_dir) and all(is_fold_study(d) for d in study_dir)
     return not (Path(study_dir) / "runs").is_dir() and bool(fold_dirs(study_dir))
+
+
+def _fold_runs(study_dir: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[dict[str, dict]]]:
+    """Each fold's folder and runs; several studies of the same folds are merged fold by fold."""
+    studies = [study_dir] if isinstance(study_dir, (str, Path)) else list(study_dir)
+    per_study = [fold_dirs(d) for d in studies]
+    for d, folds in zip(studies, per_study):
+        if len(folds) < 2:
+            raise EnsembleError(f"{d}: not a k-fold study (no fold<i>/runs folders); "
+                                "for a single split use `ser ensemble` on it")
+    if len({len(f) for f in per_study}) > 1:
+        raise EnsembleError("the studies have different numbers of folds: " + ", ".join(
+            f"{d} {len(f)}" for d, f in zip(studies, per_study)))
+    runs = [merge_runs([load_runs(f[i]) for f in per_study]) for i in range(len(per_study[0]))]
+    return per_study[0], runs
 
 
 def _members(runs: list[dict[str, dict]], top: int, features: str | Iterable[str] | None) -> list[str]:
@@ -70,13 +88,15 @@ def _members(runs: list[dict[str, dict]], top: int, features: str | Iterable[str
     return names
 
 
-def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, trials: int = 100,
+def ensemble_folds(study_dir: str | Path | Sequence[str | Path], out_dir: str | Path, top: int = 3, trials: int = 100,
                    features: str | Iterable[str] | None = None, seed: int = 0, n_boot: int = 1000,
                    progress: bool = True, objective: str = "uar") -> dict[str, Any]:
     """Fit the ensemble in every fold on its validation speakers; score the pooled test folds.
 
     Args:
-        study_dir: a ``ser compare --folds k`` study folder.
+        study_dir: a ``ser compare --folds k`` study folder, or several with the same folds
+            (their runs are pooled fold by fold; on a name clash the first study's run is
+            kept; members whose clips or speakers differ are refused).
         out_dir: output folder (see module docstring).
         top: members by validation UAR averaged over folds (ignored when ``features`` names them).
         trials: Optuna trials per fold. seed: TPE, stacking and bootstrap seed.
@@ -95,11 +115,7 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
     from .cache import atomic_write_bytes
     from .calibration import error_table, speaker_table
 
-    folds = fold_dirs(study_dir)
-    if len(folds) < 2:
-        raise EnsembleError(f"{study_dir}: not a k-fold study (no fold<i>/runs folders); "
-                            "for a single split use `ser ensemble` on it")
-    runs = [load_runs(f) for f in folds]
+    folds, runs = _fold_runs(study_dir)
     names = _members(runs, top, features)
     best = max(names, key=lambda n: (np.mean([r[n]["val_uar"] for r in runs]), -names.index(n)))
     out = Path(out_dir)
@@ -187,7 +203,7 @@ def ensemble_folds(study_dir: str | Path, out_dir: str | Path, top: int = 3, tri
                    title=f"ensemble, {len(folds)} folds pooled")
     plot_reliability({sname: {"before": (pooled[s]["raw"], y[s]), "after (T per fold)": (pooled[s]["weighted"], y[s])}
                       for s, sname in (("val", "validation"), ("test", "test"))}, out / "reliability.png")
-    summary = {"study_dir": str(study_dir), "folds": len(folds), "members": names, "best_single": best,
+    summary = {"study_dir": dirs_label(study_dir), "folds": len(folds), "members": names, "best_single": best,
                "labels": labels, "seed": seed, "trials_per_fold": trials, "objective": objective, "per_fold": fold_table,
                "results": results, "members_pooled": members_pooled, "ece": ece, "test_speakers": sorted(set(groups)), "n_test": int(len(groups))}
     write_json_atomic(out / "summary.json", summary)
