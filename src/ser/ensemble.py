@@ -441,7 +441,7 @@ def ensemble_markdown(summary: Mapping[str, Any]) -> str:
     """The summary as Markdown: combiners with test CIs, calibration, weights."""
     def ci(m: dict, k: str) -> str:
         lo, hi = m.get("ci", {}).get(k, (np.nan, np.nan))
-        return f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]"
+        return f"{m[k]:.3f}" if np.isnan(lo) else f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]"  # no CIs with n_boot=0
 
     w = ", ".join(f"{n} {x:.3f}" for n, x in summary["weights"].items())
     r, e, t = summary["results"], summary["ece"], summary["temperature"]

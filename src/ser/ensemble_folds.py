@@ -216,8 +216,8 @@ def ensemble_folds(study_dir: str | Path | Sequence[str | Path], out_dir: str | 
 def folds_markdown(summary: dict[str, Any]) -> str:
     """The fold ensemble's summary as Markdown: pooled combiners with CIs, calibration, folds."""
     def ci(m: dict, k: str) -> str:
-        lo, hi = m.get("ci", {}).get(k, (np.nan, np.nan))  # no CIs with n_boot=0
-        return f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]"
+        lo, hi = m.get("ci", {}).get(k, (np.nan, np.nan))
+        return f"{m[k]:.3f}" if np.isnan(lo) else f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]"  # no CIs with n_boot=0
 
     r, names = summary["results"], summary["members"]
     title = {"weighted": "weighted (Optuna, T per fold)", "equal": "equal weights",
