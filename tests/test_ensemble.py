@@ -13,7 +13,7 @@ import pytest
 from ser.calibration import (apply_temperature, error_table, expected_calibration_error, fit_temperature,
                              speaker_table)
 from ser.bundle import BundleError
-from ser.ensemble import (EnsembleError, align_runs, bundle_features, ensemble, load_bundle, load_runs,
+from ser.ensemble import (EnsembleError, align_runs, bundle_features, combine, ensemble, load_bundle, load_runs,
                           predict_bundle, search_weights, select_runs, simplex_weights)
 
 LABELS = ["neutral", "happy", "sad", "angry"]
@@ -191,6 +191,27 @@ def test_resumed_study_continues_to_the_total(tmp_path):
     assert [t["weights"] for t in second["trials"][:5]] == [t["weights"] for t in first["trials"]]
     again = search_weights(probs, y, LABELS, trials=10, seed=0, storage=storage, study_name="s")
     assert again["n_trials"] == 10 and again["weights"] == second["weights"]
+
+
+def test_a_study_from_before_the_objective_option_still_continues(tmp_path):
+    """Older trials carry UAR only as their value (no "uar" attribute); a re-run resumes them."""
+    import optuna
+
+    from ser.evaluate import evaluate_predictions
+
+    probs, y = complementary()
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    old = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for i in range(3):
+        w = simplex_weights([0.5, 0.2 + 0.2 * i])
+        res = evaluate_predictions(combine(probs, w), y, LABELS, n_boot=0)
+        old.add_trial(optuna.trial.create_trial(
+            params={"u0": 0.5, "u1": 0.2 + 0.2 * i}, value=res["uar"],
+            distributions={f"u{j}": optuna.distributions.FloatDistribution(1e-6, 1.0) for j in range(2)},
+            user_attrs={"weights": w.tolist(), "log_loss": res["log_loss"]}))
+    before = [t.value for t in old.trials]
+    res = search_weights(probs, y, LABELS, trials=6, seed=0, storage=storage, study_name="s")
+    assert res["n_trials"] == 6 and [t["val_uar"] for t in res["trials"][:3]] == before
 
 
 # ---------------------------------------------------------------- calibration and errors

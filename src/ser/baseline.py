@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 

@@ -231,12 +231,18 @@ def search_weights(val_probs: np.ndarray, y_val, labels: list[str], trials: int 
     if todo > 0:
         study.optimize(score, n_trials=todo, show_progress_bar=progress)
     done = study.get_trials(states=(complete,))
-    tie = "log_loss" if objective == "uar" else "uar"
-    best = max(done, key=lambda t: (t.value, -t.user_attrs[tie] if tie == "log_loss" else t.user_attrs[tie],
-                                    -t.number))
-    return {"weights": best.user_attrs["weights"], "val_uar": best.user_attrs["uar"], "best_trial": best.number,
+
+    def uar(t) -> float:  # studies written before the objective option keep UAR only as the value
+        return t.user_attrs.get("uar", t.value)
+
+    def rank(t) -> tuple:
+        secondary = -t.user_attrs["log_loss"] if objective == "uar" else uar(t)
+        return t.value, secondary, -t.number
+
+    best = max(done, key=rank)
+    return {"weights": best.user_attrs["weights"], "val_uar": uar(best), "best_trial": best.number,
             "val_log_loss": best.user_attrs["log_loss"], "n_trials": len(done), "objective": objective,
-            "trials": [{"number": t.number, "val_uar": t.user_attrs["uar"], "val_log_loss": t.user_attrs["log_loss"],
+            "trials": [{"number": t.number, "val_uar": uar(t), "val_log_loss": t.user_attrs["log_loss"],
                         "weights": t.user_attrs["weights"]} for t in done]}
 
 
