@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ser.evaluate import evaluate_predictions
+from ser.evaluate import evaluate_predictions, predictions_table
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +141,8 @@ def save_baseline_run(run_dir: str | Path, manifest: pd.DataFrame, labels: list[
 
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    split = manifest["split"].astype(str).to_numpy()
-    parts = []
-    for part in ("val", "test"):
-        rows = manifest.loc[split == part, ["path", "speaker", "emotion"]].reset_index(drop=True)
-        rows.insert(0, "split", part)
-        parts.append(pd.concat([rows, pd.DataFrame(result[f"{part}_probs"], columns=[f"p_{lab}" for lab in labels])],
-                               axis=1))
-    pd.concat(parts).to_csv(out / "predictions.csv", index=False)
+    probs = {part: result[f"{part}_probs"] for part in ("val", "test")}
+    predictions_table(manifest, probs, labels).to_csv(out / "predictions.csv", index=False)
     clf = result["classifier"]
     write_json_atomic(out / "model.json", {
         "kind": "baseline", "model": "logreg_pooled_stats", "feature": "+".join(features), "features": features,

@@ -169,6 +169,28 @@ def evaluate_predictions(probs, y_true, labels, n_boot: int = 1000, seed: int = 
     return out
 
 
+def predictions_table(manifest, probs: dict, labels) -> pd.DataFrame:
+    """A run's ``predictions.csv`` table: one row per val and test clip with its probabilities.
+
+    Args:
+        manifest: the clips with a ``split`` column, in the order the probabilities follow.
+        probs: ``{"val": (n_val, K), "test": (n_test, K)}`` in ``labels`` column order.
+        labels: class names.
+
+    Returns:
+        Columns ``split, path, speaker, emotion, p_<label>...``; val rows first.
+    """
+    import pandas as pd
+
+    split = manifest["split"].astype(str).to_numpy()
+    rows = []
+    for s in ("val", "test"):
+        part = manifest.loc[split == s, ["path", "speaker", "emotion"]].reset_index(drop=True)
+        part.insert(0, "split", s)
+        rows.append(pd.concat([part, pd.DataFrame(probs[s], columns=[f"p_{lab}" for lab in labels])], axis=1))
+    return pd.concat(rows)
+
+
 def format_report(metrics: dict) -> str:
     """A text classification report: per-class table, then accuracy/UAR/macro-F1 (+CIs)."""
     width = max([len(x) for x in metrics["labels"]] + [12])

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .cache import DEFAULT_ROOT, ClipConfig
 from .checkpoint import (load_checkpoint, load_resume_state, save_checkpoint, save_resume_state,
                          write_json_atomic)
-from .evaluate import evaluate_predictions
+from .evaluate import evaluate_predictions, predictions_table
 from .features import feature_key, get_config
 from .featurize import load_features
 from .models import build_model
@@ -270,14 +270,8 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
         "test": (evaluate_predictions(probs["test"], y[te], labels, n_boot=cfg.n_boot, seed=cfg.seed,
                                       groups=groups[te]) if te.any() else None),
     }
-    rows = []
-    for s, m in (("val", va), ("test", te)):
-        part = manifest.loc[m, ["path", "speaker", "emotion"]].copy()
-        part.insert(0, "split", s)
-        rows.append(pd.concat([part.reset_index(drop=True),
-                               pd.DataFrame(probs[s], columns=[f"p_{l}" for l in labels])], axis=1))
     write_json_atomic(out / "metrics.json", result)
-    pd.concat(rows).to_csv(out / "predictions.csv", index=False)
+    predictions_table(manifest, probs, labels).to_csv(out / "predictions.csv", index=False)
     tracker.finish(result, labels)
     return result
 
