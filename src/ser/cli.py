@@ -131,15 +131,14 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     from .ensemble import ensemble
     from .ensemble_folds import ensemble_folds, is_fold_study
 
-    runs = args.runs[0] if len(args.runs) == 1 else args.runs
-    if is_fold_study(runs):  # a --folds study: fitted per fold, tested pooled, no bundle
-        summary = ensemble_folds(runs, args.out, top=args.top, trials=args.trials, features=args.features,
+    if is_fold_study(args.runs):  # --folds studies (one or several): fitted per fold, tested pooled, no bundle
+        summary = ensemble_folds(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
                                  seed=args.seed, n_boot=args.n_boot, progress=not args.quiet, objective=args.objective)
         print((Path(args.out) / "ensemble.md").read_text())
         print(f"members {', '.join(summary['members'])} in {summary['folds']} folds; no bundle (a fold study "
               f"estimates the recipe; for a deployable model run it on a single split); report in {args.out}")
         return 0
-    summary = ensemble(runs, args.out, top=args.top, trials=args.trials, features=args.features,
+    summary = ensemble(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
                        seed=args.seed, tracking=not args.no_tracking, progress=not args.quiet,
                        n_boot=args.n_boot, objective=args.objective)
     print((Path(args.out) / "ensemble.md").read_text())

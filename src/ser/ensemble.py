@@ -53,7 +53,7 @@ def load_runs(runs_dir: str | Path | Sequence[str | Path]) -> dict[str, dict]:
     ``val_uar`` is recomputed from the run's validation probabilities.
     """
     if not isinstance(runs_dir, (str, Path)):
-        return merge_runs([load_runs(d) for d in runs_dir])
+        return merge_runs([load_runs(d) for d in as_dirs(runs_dir)])
     root = Path(runs_dir)
     if not root.is_dir():
         raise EnsembleError(f"{root}: no such folder; pass the study folder of `ser compare` (or its runs/)")
@@ -100,9 +100,14 @@ def merge_runs(studies: Sequence[Mapping[str, dict]]) -> dict[str, dict]:
     return merged
 
 
+def as_dirs(dirs: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    """One study folder or several, as a list."""
+    return [dirs] if isinstance(dirs, (str, Path)) else list(dirs)
+
+
 def dirs_label(dirs: str | Path | Sequence[str | Path]) -> str:
     """One folder, or several joined by ``+``, as text for summaries and MLflow params."""
-    return str(dirs) if isinstance(dirs, (str, Path)) else "+".join(map(str, dirs))
+    return "+".join(map(str, as_dirs(dirs)))
 
 
 def _targets(df: pd.DataFrame, labels: list[str], where: Any) -> tuple[np.ndarray, np.ndarray]:

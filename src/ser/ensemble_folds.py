@@ -34,7 +34,7 @@ import pandas as pd
 
 from .calibration import apply_temperature, expected_calibration_error, plot_reliability
 from .checkpoint import write_json_atomic
-from .ensemble import (COMBINERS, SPLITS, EnsembleError, _study_suffix, align_runs, combine, dirs_label,
+from .ensemble import (COMBINERS, SPLITS, EnsembleError, _study_suffix, align_runs, as_dirs, combine, dirs_label,
                        fit_on_validation, load_runs, merge_runs, stacking_proba)
 from .evaluate import evaluate_predictions, plot_confusion
 
@@ -50,14 +50,13 @@ def fold_dirs(study_dir: str | Path) -> list[Path]:
 def is_fold_study(study_dir: str | Path | Sequence[str | Path]) -> bool:
     """True for a k-fold study folder (``fold0/runs`` ...) without a single split's ``runs/``
     (for several folders: true when all are)."""
-    if not isinstance(study_dir, (str, Path)):
-        return bool(study_dir) and all(is_fold_study(d) for d in study_dir)
-    return not (Path(study_dir) / "runs").is_dir() and bool(fold_dirs(study_dir))
+    dirs = as_dirs(study_dir)
+    return bool(dirs) and all(not (Path(d) / "runs").is_dir() and bool(fold_dirs(d)) for d in dirs)
 
 
 def _fold_runs(study_dir: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[dict[str, dict]]]:
     """Each fold's folder and runs; several studies of the same folds are merged fold by fold."""
-    studies = [study_dir] if isinstance(study_dir, (str, Path)) else list(study_dir)
+    studies = as_dirs(study_dir)
     per_study = [fold_dirs(d) for d in studies]
     for d, folds in zip(studies, per_study):
         if len(folds) < 2:
