@@ -448,12 +448,14 @@ def ensemble(runs_dir: str | Path | Sequence[str | Path], out_dir: str | Path, t
     return summary
 
 
+def with_ci(m: Mapping[str, Any], k: str) -> str:
+    """Metric ``k`` of a metrics dict as ``0.663 [0.612, 0.715]`` (the value alone without a bootstrap)."""
+    lo, hi = m.get("ci", {}).get(k, (np.nan, np.nan))
+    return f"{m[k]:.3f}" if np.isnan(lo) else f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
 def ensemble_markdown(summary: Mapping[str, Any]) -> str:
     """The summary as Markdown: combiners with test CIs, calibration, weights."""
-    def ci(m: dict, k: str) -> str:
-        lo, hi = m.get("ci", {}).get(k, (np.nan, np.nan))
-        return f"{m[k]:.3f}" if np.isnan(lo) else f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]"  # no CIs with n_boot=0
-
     w = ", ".join(f"{n} {x:.3f}" for n, x in summary["weights"].items())
     r, e, t = summary["results"], summary["ece"], summary["temperature"]
     names = {"weighted": f"weighted (Optuna, T={t:.2f})", "equal": "equal weights",
@@ -468,8 +470,8 @@ def ensemble_markdown(summary: Mapping[str, Any]) -> str:
         if k in r:
             m, v = r[k]["test"], r[k]["val"]
             val_uar = "n/a" if v is None else f"{v['uar']:.3f}"
-            lines.append(f"| {names[k]} | {val_uar} | {ci(m, 'uar')} | "
-                         f"{ci(m, 'accuracy')} | {ci(m, 'macro_f1')} | {r[k]['ece_test']:.3f} |")
+            lines.append(f"| {names[k]} | {val_uar} | {with_ci(m, 'uar')} | "
+                         f"{with_ci(m, 'accuracy')} | {with_ci(m, 'macro_f1')} | {r[k]['ece_test']:.3f} |")
     lines += ["", f"Temperature scaling (T={t:.3f}, fitted on validation), ECE with 15 bins:", "",
               "| split | ECE before | ECE after |", "|---|---|---|"]
     lines += [f"| {s} | {e[s]['before']:.3f} | {e[s]['after']:.3f} |" for s in SPLITS]

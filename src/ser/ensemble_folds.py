@@ -35,7 +35,7 @@ import pandas as pd
 from .calibration import apply_temperature, expected_calibration_error, plot_reliability
 from .checkpoint import write_json_atomic
 from .ensemble import (COMBINERS, SPLITS, EnsembleError, _study_suffix, align_runs, as_dirs, combine, dirs_label,
-                       fit_on_validation, load_runs, merge_runs, stacking_proba)
+                       fit_on_validation, load_runs, merge_runs, stacking_proba, with_ci)
 from .evaluate import evaluate_predictions, plot_confusion
 
 log = logging.getLogger(__name__)
@@ -214,10 +214,6 @@ def ensemble_folds(study_dir: str | Path | Sequence[str | Path], out_dir: str | 
 
 def folds_markdown(summary: dict[str, Any]) -> str:
     """The fold ensemble's summary as Markdown: pooled combiners with CIs, calibration, folds."""
-    def ci(m: dict, k: str) -> str:
-        lo, hi = m.get("ci", {}).get(k, (np.nan, np.nan))
-        return f"{m[k]:.3f}" if np.isnan(lo) else f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]"  # no CIs with n_boot=0
-
     r, names = summary["results"], summary["members"]
     title = {"weighted": "weighted (Optuna, T per fold)", "equal": "equal weights",
              "best_single": f"best single ({summary['best_single']})", "stacking": "stacking (logistic regression)"}
@@ -230,13 +226,13 @@ def folds_markdown(summary: dict[str, Any]) -> str:
         if k in r:
             v = r[k]["val"]
             lines.append(f"| {title[k]} | {'n/a' if v is None else format(v['uar'], '.3f')} | "
-                         f"{ci(r[k]['test'], 'uar')} | {ci(r[k]['test'], 'accuracy')} | "
-                         f"{ci(r[k]['test'], 'macro_f1')} | {r[k]['ece_test']:.3f} |")
+                         f"{with_ci(r[k]['test'], 'uar')} | {with_ci(r[k]['test'], 'accuracy')} | "
+                         f"{with_ci(r[k]['test'], 'macro_f1')} | {r[k]['ece_test']:.3f} |")
     lines += ["", "Each member alone, pooled the same way:", "",
               "| member | mean val UAR | test UAR [95% CI] | accuracy [95% CI] | test UAR per fold |",
               "|---|---|---|---|---|"]
     for n, m in summary["members_pooled"].items():
-        lines.append(f"| {n} | {m['val_uar_mean']:.3f} | {ci(m['test'], 'uar')} | {ci(m['test'], 'accuracy')} | "
+        lines.append(f"| {n} | {m['val_uar_mean']:.3f} | {with_ci(m['test'], 'uar')} | {with_ci(m['test'], 'accuracy')} | "
                      + ", ".join(f"{u:.2f}" for u in m["test_uar_per_fold"]) + " |")
     lines += ["", "ECE with 15 bins, pooled:", "", "| split | ECE before | ECE after |", "|---|---|---|"]
     lines += [f"| {s} | {e['before']:.3f} | {e['after']:.3f} |" for s, e in summary["ece"].items()]
