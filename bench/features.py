@@ -163,7 +163,8 @@ def section_cache(clips: Sequence[np.ndarray], repeats: int) -> str:
     import pandas as pd
     import soundfile as sf
 
-    from ser.cache import ClipConfig, FeatureCache
+    from ser.audio import ClipConfig
+    from ser.cache import FeatureCache
     from ser.features import get_config
     from ser.featurize import _cached, _keys, clip_features, load_features
 

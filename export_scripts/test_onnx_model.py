@@ -2,7 +2,7 @@
 """Run an exported model on audio files and print the API's JSON; imports no torch.
 
 Loads the audio, extracts the features the model's metadata names, runs onnxruntime:
-the same code path as ``ser predict`` (``ser.export.runtime``, which the service uses too):
+the same code path as ``ser predict`` (``ser.runtime``, which the service uses too):
 
     python export_scripts/test_onnx_model.py --model_path runs/demo/model/model.int8.onnx \
         --audio_path clip.wav [--timeline]

@@ -95,7 +95,7 @@ def server(tmp_path, monkeypatch):
 def study(tmp_path_factory):
     """A tiny real study: one epoch of rms, zcr and chroma on 1 s synthetic clips (shared by the
     ensemble and export tests)."""
-    from ser.cache import ClipConfig
+    from ser.audio import ClipConfig
     from ser.compare import compare
     from ser.corpora import generate_synthetic, load_manifest
     from ser.train import TrainConfig

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from ser import cache as cache_mod
-from ser.cache import ClipConfig, FeatureCache, decode_entry, encode_entry
+from ser.audio import ClipConfig, prepare_clip
+from ser.cache import FeatureCache, decode_entry, encode_entry
 from ser.cache_pack import PACK_MIN, PackSet
 from ser.corpora import generate_synthetic, load_manifest
 from ser.features import available_features, get_config
-from ser.featurize import clip_features, extract_corpus, load_features, prepare, resolve_names
+from ser.features import resolve_names
+from ser.featurize import clip_features, extract_corpus, load_features
 from ser.audio import load_audio
 from ser.features import extract
 
@@ -74,7 +76,7 @@ def test_cache_hit_equals_fresh(tmp_path, corpus, name):
     assert (computed, reused) == (1, 0)
     again, computed, reused = clip_features(path, [name], cfg, clip, FeatureCache(tmp_path / "fc"))
     assert (computed, reused) == (0, 1)
-    fresh = extract(prepare(load_audio(path), clip), 16000, [name])[name]
+    fresh = extract(prepare_clip(load_audio(path), clip), 16000, [name])[name]
     assert np.array_equal(again[(name, 0)], fresh) and np.array_equal(first[(name, 0)], fresh)
     assert again[(name, 0)].dtype == np.float32
 
@@ -130,7 +132,7 @@ def test_corpus_in_two_processes_then_warm(tmp_path, corpus):
     assert (r2.computed, r2.reused) == (0, 2 * len(corpus))
     X = load_features(corpus, ["mel", "zcr"], cache_dir=tmp_path / "fc", progress=False)
     assert X["mel"].shape[:2] == (len(corpus), 64) and X["zcr"].shape[1] == 1
-    fresh = extract(prepare(load_audio(corpus.path[3]), ClipConfig()), 16000, ["mel"])["mel"]
+    fresh = extract(prepare_clip(load_audio(corpus.path[3]), ClipConfig()), 16000, ["mel"])["mel"]
     # computed in a single-threaded worker: equal up to BLAS summation order
     np.testing.assert_allclose(X["mel"][3], fresh, rtol=1e-5, atol=1e-3)
     assert not list((tmp_path / "fc").rglob("*.tmp"))  # no temp files left behind

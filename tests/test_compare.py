@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from ser.cache import ClipConfig
+from ser.audio import ClipConfig
 from ser.compare import BASELINE, compare
 from ser.corpora import generate_synthetic, load_manifest
 from ser.train import TrainConfig

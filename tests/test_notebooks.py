@@ -43,7 +43,7 @@ def test_comparison_notebook_executes(tmp_path):
 
 @pytest.mark.slow
 def test_ensemble_notebook_executes(tmp_path):
-    from ser.cache import ClipConfig
+    from ser.audio import ClipConfig
     from ser.compare import compare
     from ser.corpora import load_manifest
     from ser.train import TrainConfig

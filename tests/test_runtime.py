@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 
 from ser.audio import AudioError
-from ser.export.runtime import EmotionModel, frame_levels, load_model
-from ser.featurize import prepare
+from ser.runtime import EmotionModel, frame_levels, load_model
+from ser.audio import prepare_clip
 
 from conftest import tone
 from tiny_onnx import LABELS, make_tiny_model
@@ -37,7 +37,7 @@ def test_predict_answer_shape(model):
 def test_short_audio_is_the_training_clip(model):
     """Up to the single-clip limit, the answer is the model on exactly the training preparation."""
     y = speech_like(4.0)
-    want = model.run(model.features([prepare(y, model.clip)]))[0]
+    want = model.run(model.features([prepare_clip(y, model.clip)]))[0]
     got = model.predict(y)
     np.testing.assert_allclose([got["probabilities"][k] for k in LABELS], want, rtol=1e-6)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ser.cache import ClipConfig
+from ser.audio import ClipConfig
 from ser.checkpoint import CheckpointError, load_checkpoint
 from ser.corpora import generate_synthetic, load_manifest
 from ser.features import available_features, get_config, output_rows

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ser.export.runtime import FORMAT, METADATA_KEY, OUTPUT
+from ser.runtime import FORMAT, METADATA_KEY, OUTPUT
 from ser.features import feature_key, get_config, output_rows
 
 LABELS = ["neutral", "happy", "sad", "angry"]

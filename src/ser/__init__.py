@@ -39,7 +39,7 @@ _API = {
     "compare": "ser.compare",
     "ensemble": "ser.ensemble",
     "export_bundle": "ser.export.onnx_export",
-    "load_model": "ser.export.runtime",
+    "load_model": "ser.runtime",
 }
 __all__ = sorted(_API)
 __getattr__, __dir__ = lazy_api(__name__, _API)

@@ -15,7 +15,7 @@ def lazy_api(package: str, api: Mapping[str, str]) -> tuple[Callable[[str], Any]
 
     Example (in a package ``__init__``)::
 
-        _API = {"load_model": "ser.export.runtime"}
+        _API = {"load_model": "ser.runtime"}
         __all__ = sorted(_API)
         __getattr__, __dir__ = lazy_api(__name__, _API)
     """

@@ -13,12 +13,15 @@ from __future__ import annotations
 import io
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from .errors import SerError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ _UNSUPPORTED_MAGIC = {
 }
 
 
-class AudioError(ValueError):
+class AudioError(SerError, ValueError):
     """Raised when audio cannot be decoded or is unusable; the message names the source."""
 
 
@@ -202,6 +205,27 @@ def pad_or_trim(y: np.ndarray, length: int = N_SAMPLES, mode: str = "start") -> 
     return np.pad(y, (0, length - len(y)))
 
 
-def prepare_clip(y: np.ndarray, seconds: float = CLIP_SECONDS, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """The training form of a clip: silence trimmed, then padded or cut to ``seconds``."""
-    return pad_or_trim(trim_silence(y), int(round(seconds * sr)))
+@dataclass(frozen=True)
+class ClipConfig:
+    """How a decoded recording becomes the fixed-length clip a model sees.
+
+    Training, the feature cache (it is part of every cache key) and serving all go
+    through :func:`prepare_clip` with the model's own ``ClipConfig``.
+    """
+
+    sample_rate: int = SAMPLE_RATE  # Hz, the package's one rate
+    seconds: float = CLIP_SECONDS  # clip length after trimming: padded or cut to this
+    trim_top_db: float | None = TRIM_TOP_DB  # silence threshold below peak; None keeps silence
+    crop: str = "start"  # where a long clip is cut: "start" or "center"
+
+
+def prepare_clip(y: np.ndarray, clip: ClipConfig = ClipConfig()) -> np.ndarray:
+    """The training form of a clip: silence trimmed (if configured), then padded or cut.
+
+    Example:
+        >>> prepare_clip(np.ones(100, np.float32), ClipConfig(seconds=0.01)).shape
+        (160,)
+    """
+    if clip.trim_top_db is not None:
+        y = trim_silence(y, clip.trim_top_db)
+    return pad_or_trim(y, int(round(clip.seconds * clip.sample_rate)), mode=clip.crop)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ser.evaluate import evaluate_predictions, predictions_table
+from .evaluate import evaluate_predictions, predictions_table
+from .fileio import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,6 @@ def save_baseline_run(run_dir: str | Path, manifest: pd.DataFrame, labels: list[
     Returns:
         ``run_dir`` as a Path.
     """
-    from .checkpoint import write_json_atomic
     from .splits import split_speakers
 
     out = Path(run_dir)

@@ -23,10 +23,12 @@ import numpy as np
 import pandas as pd
 
 from .calibration import apply_temperature
-from .checkpoint import CheckpointError, load_checkpoint, write_json_atomic
+from .checkpoint import CheckpointError, load_checkpoint
+from .errors import SerError
+from .fileio import atomic_write_bytes, write_json_atomic
 
 
-class BundleError(ValueError):
+class BundleError(SerError, ValueError):
     """A bundle that is missing, incomplete or not one of ours."""
 
 
@@ -38,7 +40,6 @@ def write_bundle(out_dir: str | Path, members: list[dict], weights, temperature:
     mixture of two bundles.
     """
     from . import __version__
-    from .cache import atomic_write_bytes
 
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -100,7 +101,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
 def bundle_features(meta: Mapping[str, Any], manifest: pd.DataFrame, cache_dir: str | Path = "feature_cache",
                     progress: bool = False) -> dict[str, np.ndarray]:
     """Each member's features (its own feature config and clip) for the clips of ``manifest``."""
-    from .cache import ClipConfig
+    from .audio import ClipConfig
     from .features import config_from_key
     from .featurize import load_features
 

@@ -39,11 +39,14 @@ import os
 import sqlite3
 import struct
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from .audio import ClipConfig
+from .fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +62,6 @@ _O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 
 
 class StaleEntryError(ValueError):
     """An entry written by an older version of the cache: a miss, not damage."""
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    """How a file becomes the clip features are computed on."""
-
-    sample_rate: int = 16000  # Hz, the package's one rate
-    seconds: float = 3.0  # clip length after trimming: padded or cut to this
-    trim_top_db: float | None = 30.0  # silence threshold below peak; None keeps silence
-    crop: str = "start"  # where a long clip is cut: "start" or "center"
 
 
 def section_key(feature: Mapping[str, Any], clip: ClipConfig, augment: Mapping[str, Any] | None = None) -> str:
@@ -211,19 +204,6 @@ def _read_file(path: str, size_hint: int = 0) -> bytes:
         return data
     finally:
         os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def file_hash(path: str | Path) -> str:

@@ -8,6 +8,8 @@ For averaged probabilities (an ensemble) the logits are their logarithms.
 
 Example:
     >>> import numpy as np
+
+from .fileio import save_figure
     >>> p = np.array([[0.99, 0.01], [0.98, 0.02], [0.97, 0.03], [0.02, 0.98]])
     >>> t = fit_temperature(p, [0, 1, 0, 1])
     >>> t > 1, expected_calibration_error(apply_temperature(p, t), [0, 1, 0, 1]) < \
@@ -108,7 +110,6 @@ def plot_reliability(panels: dict[str, dict[str, tuple]], path: str | Path, n_bi
     """
     from matplotlib.figure import Figure
 
-    from .evaluate import _save_figure
 
     if not panels:
         raise ValueError("panels is empty: pass {title: {label: (probs, y_true)}}")
@@ -125,7 +126,7 @@ def plot_reliability(panels: dict[str, dict[str, tuple]], path: str | Path, n_bi
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def error_table(probs, y_true, labels, paths, speakers, top: int = 3):

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import atomic_write_bytes
+from .errors import SerError
+from .fileio import atomic_write_bytes, to_json
 from .models import build_model
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SerError, ValueError):
     """A checkpoint that is missing, incomplete or not one of ours."""
 
 
@@ -30,27 +31,11 @@ def _save_torch(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (numpy values converted)."""
-    atomic_write_bytes(Path(path), json.dumps(obj, indent=1, default=json_default).encode())
-
-
-def json_default(o: Any) -> Any:
-    """JSON encoder fallback for numpy scalars and arrays."""
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def save_checkpoint(out_dir: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write ``model.pt`` (state_dict) and ``model.json`` (``meta``) into ``out_dir``."""
     out = Path(out_dir)
     _save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
-    atomic_write_bytes(out / "model.json", json.dumps(meta, indent=1, default=json_default).encode())
+    atomic_write_bytes(out / "model.json", to_json(meta).encode())
     return out / "model.pt"
 
 

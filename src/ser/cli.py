@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import SerError
+
 log = logging.getLogger("ser")
 
 
@@ -43,9 +45,10 @@ def _cmd_data_manifest(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .cache import ClipConfig
+    from .audio import ClipConfig
     from .corpora import load_manifest
-    from .featurize import extract_corpus, resolve_names
+    from .features import resolve_names
+    from .featurize import extract_corpus
 
     names = resolve_names(args.features)
     manifest = load_manifest(args.corpus, args.data)
@@ -62,7 +65,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, feature: str = "mel"):
-    from .cache import ClipConfig
+    from .audio import ClipConfig
     from .train import TrainConfig
 
     return TrainConfig(feature=feature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -107,7 +110,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     import json
 
-    from .cache import ClipConfig
+    from .audio import ClipConfig
     from .corpora import load_manifest
     from .splits import speaker_split
     from .sweep import SweepError, check_grid, sweep
@@ -166,7 +169,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .audio import AudioError
-    from .export.runtime import load_model
+    from .runtime import load_model
 
     model = load_model(args.model, threads=args.threads)
     failed = 0
@@ -374,20 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# (module, class) of the errors that mean bad input, not a bug: printed as one line
-_USER_ERRORS = (("ser.audio", "AudioError"), ("ser.corpora.base", "CorpusError"),
-                ("ser.corpora.download", "DownloadError"), ("ser.splits", "SplitError"),
-                ("ser.features", "FeatureError"), ("ser.checkpoint", "CheckpointError"),
-                ("ser.bundle", "BundleError"), ("ser.export.runtime", "ModelError"),
-                ("ser.export.onnx_export", "ExportError"), ("ser.sweep", "SweepError"),
-                ("ser.ensemble", "EnsembleError"))
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    # only modules already imported: an error cannot come from a module that never loaded,
-    # and importing the others here would pull torch into the torch-free commands
-    found = [getattr(sys.modules[m], c, None) for m, c in _USER_ERRORS if m in sys.modules]
-    return (*[e for e in found if e is not None], FileNotFoundError, PermissionError)
+# bad input, not a bug: printed as one line (every user-facing error derives from SerError)
+_USER_ERRORS = (SerError, FileNotFoundError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -401,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ser").setLevel(level)
     try:
         return int(args.func(args) or 0)
-    except _user_errors() as e:
+    except _USER_ERRORS as e:
         print(f"ser: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .cache import DEFAULT_ROOT
-from .checkpoint import write_json_atomic
 from .evaluate import evaluate_predictions, plot_confusion_grid, plot_leaderboard
-from .features import output_rows
-from .featurize import extract_corpus, load_features, resolve_names
+from .features import output_rows, resolve_names
+from .featurize import extract_corpus, load_features
+from .fileio import write_json_atomic
 from .splits import speaker_folds, speaker_split
 from .train import TrainConfig, _waveform_chain, train_runs
 

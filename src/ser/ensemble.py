@@ -26,7 +26,7 @@ import pandas as pd
 
 from .calibration import apply_temperature, expected_calibration_error, fit_temperature, plot_reliability
 from .bundle import BundleError, bundle_features, load_bundle, predict_bundle, write_bundle  # noqa: F401 (re-exported)
-from .checkpoint import write_json_atomic
+from .fileio import atomic_write_bytes, write_json_atomic
 from .evaluate import evaluate_predictions, plot_confusion
 
 log = logging.getLogger(__name__)
@@ -343,7 +343,6 @@ def ensemble(runs_dir: str | Path | Sequence[str | Path], out_dir: str | Path, t
         The summary (also ``summary.json``): members, weights, temperature, trials and, per
         combiner (weighted, equal, best_single, stacking), val and test metrics.
     """
-    from .cache import atomic_write_bytes
     from .calibration import error_table, speaker_table
     from .tracking import Tracker
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .calibration import apply_temperature, expected_calibration_error, plot_reliability
-from .checkpoint import write_json_atomic
+from .fileio import atomic_write_bytes, write_json_atomic
 from .ensemble import (COMBINERS, SPLITS, EnsembleError, _study_suffix, align_runs, as_dirs, combine, dirs_label,
                        fit_on_validation, load_runs, merge_runs, stacking_proba, with_ci)
 from .evaluate import evaluate_predictions, plot_confusion
@@ -111,7 +111,6 @@ def ensemble_folds(study_dir: str | Path | Sequence[str | Path], out_dir: str | 
     """
     from tqdm.auto import tqdm
 
-    from .cache import atomic_write_bytes
     from .calibration import error_table, speaker_table
 
     folds, runs = _fold_runs(study_dir)

@@ -12,13 +12,12 @@ Example:
 """
 from __future__ import annotations
 
-import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .fileio import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -208,24 +207,6 @@ def format_report(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _save_figure(fig, path) -> Path:
-    """Render ``fig`` as PNG (Agg, via savefig) and write it atomically (temp + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    log.info("wrote %s", path)
-    return path
-
-
 def _draw_confusion(ax, confusion, labels, title=None, normalize=True, annotate=True) -> None:
     """Annotated heatmap on ``ax``: colour = row share (or count), text = share and count."""
     c = np.asarray(confusion, dtype=np.float64)
@@ -260,7 +241,7 @@ def plot_confusion(confusion, labels, path, title=None, normalize=True) -> Path:
     k = len(labels)
     fig = Figure(figsize=(1.0 + 0.7 * k, 0.8 + 0.7 * k))
     _draw_confusion(fig.add_subplot(), confusion, list(labels), title, normalize)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_grid(items: dict, path, ncols: int = 4) -> Path:
@@ -277,7 +258,7 @@ def plot_confusion_grid(items: dict, path, ncols: int = 4) -> Path:
         _draw_confusion(ax, conf, list(labels), title=str(name), annotate=len(labels) <= 8)
     for ax in axes[len(items):]:
         ax.set_axis_off()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_leaderboard(df, path, metric: str = "uar", n_classes: int | None = None,
@@ -318,4 +299,4 @@ def plot_leaderboard(df, path, metric: str = "uar", n_classes: int | None = None
         ax.legend(loc="lower right", fontsize=8)
     ax.set(xlabel=metric, xlim=(0, 1))
     ax.grid(axis="x", alpha=0.3)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)

@@ -23,34 +23,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import cache as cache_mod
-from .audio import load_audio, pad_or_trim, trim_silence
-from .cache import DEFAULT_ROOT, ClipConfig, FeatureCache, file_hash, section_key
-from .features import available_features, extract, feature_key, get_config
+from .audio import ClipConfig, load_audio, prepare_clip
+from .cache import DEFAULT_ROOT, FeatureCache, file_hash, section_key
+from .features import extract, feature_key, get_config, resolve_names
 
 log = logging.getLogger(__name__)
 
 CHUNK = 16  # clips per task handed to a worker process
-
-
-def resolve_names(names: str | Iterable[str]) -> list[str]:
-    """``"all"``, ``"mel,mfcc"`` or a list -> validated feature names in registry order."""
-    known = available_features()
-    if isinstance(names, str):
-        names = known if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
-    names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        from .features import FeatureError
-
-        raise FeatureError(f"unknown feature(s) {unknown or names}; known: {', '.join(known)} (or 'all')")
-    return names
-
-
-def prepare(y: np.ndarray, clip: ClipConfig) -> np.ndarray:
-    """Trim silence (if configured) and pad or cut to the clip length."""
-    if clip.trim_top_db is not None:
-        y = trim_silence(y, clip.trim_top_db)
-    return pad_or_trim(y, int(round(clip.seconds * clip.sample_rate)), mode=clip.crop)
 
 
 def _keys(names: Sequence[str], configs: Mapping[str, Any], clip: ClipConfig,
@@ -117,7 +96,7 @@ def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, 
                     out[nk] = got[key]
     missing = [nk for nk in keys if nk not in out]
     if missing:
-        y = prepare(load_audio(path, sr=clip.sample_rate), clip)
+        y = prepare_clip(load_audio(path, sr=clip.sample_rate), clip)
         for k in sorted({v for _, v in missing}):
             todo = [n for n, v in missing if v == k]
             yk = y if k == 0 else _augmented(y, clip, augment, h, k)

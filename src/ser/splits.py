@@ -15,11 +15,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .errors import SerError
+
 SPLITS = ("train", "val", "test")
 N_CANDIDATES = 400  # random speaker groupings scored per split; more = better balance, slower
 
 
-class SplitError(ValueError):
+class SplitError(SerError, ValueError):
     """A split that cannot be made, or one that leaks a speaker between parts."""
 
 

@@ -24,13 +24,15 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from .cache import DEFAULT_ROOT
-from .featurize import extract_corpus, resolve_names
+from .errors import SerError
+from .features import resolve_names
+from .featurize import extract_corpus
 from .train import TrainConfig, _waveform_chain, train_runs
 
 log = logging.getLogger(__name__)
 
 
-class SweepError(ValueError):
+class SweepError(SerError, ValueError):
     """A grid that does not describe training recipes."""
 
 

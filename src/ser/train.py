@@ -24,10 +24,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cache import DEFAULT_ROOT, ClipConfig
-from .checkpoint import (load_checkpoint, load_resume_state, save_checkpoint, save_resume_state,
-                         write_json_atomic)
+from .audio import ClipConfig
+from .cache import DEFAULT_ROOT
+from .checkpoint import load_checkpoint, load_resume_state, save_checkpoint, save_resume_state
 from .evaluate import evaluate_predictions, predictions_table
+from .fileio import write_json_atomic
 from .features import feature_key, get_config
 from .featurize import load_features
 from .models import build_model

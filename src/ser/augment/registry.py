@@ -30,13 +30,14 @@ from typing import Any, ClassVar, Iterator, Mapping
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..errors import SerError
 
 KINDS = ("waveform", "feature")  # a strategy works on audio samples or on cached features
 
 _REGISTRY: dict[str, type["Augmentation"]] = {}
 
 
-class AugmentError(ValueError):
+class AugmentError(SerError, ValueError):
     """Bad augmentation name, parameter or input; the message says what is allowed."""
 
 

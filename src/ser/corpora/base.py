@@ -14,6 +14,8 @@ from typing import Iterable, Mapping
 import pandas as pd
 import soundfile as sf
 
+from ..errors import SerError
+
 log = logging.getLogger(__name__)
 
 # Canonical emotion names (DESIGN.md); every corpus maps its codes to these.
@@ -32,7 +34,7 @@ MANIFEST_COLUMNS = ("path", "corpus", "speaker", "emotion", "duration")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
-class CorpusError(ValueError):
+class CorpusError(SerError, ValueError):
     """A corpus folder or manifest that cannot be read; the message says what was expected."""
 
 

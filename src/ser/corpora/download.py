@@ -25,13 +25,16 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
+from ..errors import SerError
+from ..fileio import write_json_atomic
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "ser-downloader/0.1 (+https://github.com/; python urllib)"
 RETRY_BACKOFF_S = 1.0  # seconds to wait before retry k is k * RETRY_BACKOFF_S (tests set 0)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SerError, RuntimeError):
     """A download or extraction failed; the message names the URL/file, the problem and the fix."""
 
 
@@ -229,10 +232,7 @@ def download_and_extract(url: str, target_dir: str | os.PathLike, *, archive_nam
         return target_dir
     archive = download_file(url, target_dir / archive_name, md5=md5, sha256=sha256, progress=progress)
     extract_archive(archive, target_dir)
-    fd, tmp = tempfile.mkstemp(prefix=marker.name + ".", suffix=".tmp", dir=target_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"url": url, "archive": archive_name, "completed": time.strftime("%Y-%m-%dT%H:%M:%S")}, f)
-    os.replace(tmp, marker)
+    write_json_atomic(marker, {"url": url, "archive": archive_name, "completed": time.strftime("%Y-%m-%dT%H:%M:%S")})
     archive.unlink(missing_ok=True)
     return target_dir
 

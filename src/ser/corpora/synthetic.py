@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,7 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import lfilter, sosfilt
 
+from ..fileio import atomic_write_bytes
 from .base import check_folder, make_manifest
 
 log = logging.getLogger(__name__)
@@ -371,13 +371,7 @@ def _write_atomic(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` via a temp file + rename; skip (False) when already identical."""
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
         return False
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(path, data)
     return True
 
 

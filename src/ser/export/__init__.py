@@ -1,17 +1,18 @@
-"""ONNX export of an ensemble bundle, int8 quantization, and the torch-free runtime.
+"""ONNX export of an ensemble bundle and its int8 quantization.
 
-- :mod:`ser.export.runtime` (no torch): :func:`load_model` reads a ``.onnx`` file written
-  here and predicts from audio (``EmotionModel.predict``, ``EmotionModel.timeline``).
+The torch-free side, :func:`ser.runtime.load_model`, reads the ``.onnx`` files written
+here and predicts from audio; it lives outside this package so serving never imports it.
+
 - :mod:`ser.export.onnx_export` (torch): :func:`export_bundle` turns a bundle into one
   ONNX graph (normalisation, members, weights, temperature inside), validates it, checks
   parity with PyTorch and quantizes it.
 - :mod:`ser.export.quantize`: static QDQ per-channel int8 and dynamic int8 (onnxruntime).
 
-Names load lazily so that ``import ser.export.runtime`` (the service's path) never pulls
-in torch.
+Names load lazily so that ``import ser.export`` stays cheap.
 
 Example:
-    >>> from ser.export import export_bundle, load_model                         # doctest: +SKIP
+    >>> from ser.export import export_bundle                                     # doctest: +SKIP
+    >>> from ser.runtime import load_model                                       # doctest: +SKIP
     >>> files = export_bundle("runs/demo/ensemble/bundle", "runs/demo/model",
     ...                       corpus="synthetic", data="data/synthetic")           # doctest: +SKIP
     >>> load_model(files["int8"]).predict("clip.wav")["emotion"]                   # doctest: +SKIP
@@ -22,11 +23,6 @@ from __future__ import annotations
 from .._lazy import lazy_api
 
 _API = {
-    "load_model": "ser.export.runtime",
-    "read_metadata": "ser.export.runtime",
-    "EmotionModel": "ser.export.runtime",
-    "ModelError": "ser.export.runtime",
-    "METADATA_KEY": "ser.export.runtime",
     "export_bundle": "ser.export.onnx_export",
     "ExportError": "ser.export.onnx_export",
     "quantize_static_int8": "ser.export.quantize",

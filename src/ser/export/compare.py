@@ -22,7 +22,7 @@ import numpy as np
 from ..bundle import bundle_features, load_bundle, predict_bundle
 from ..evaluate import classification_metrics
 from .onnx_export import FILES, ExportError, _split_manifest, agreement, export_bundle
-from .runtime import EmotionModel
+from ..runtime import EmotionModel
 
 NAMES = {"pytorch": "PyTorch fp32", "fp32": "ONNX fp32", "int8_static": "ONNX int8 static (QDQ, per-channel)",
          "int8_dynamic": "ONNX int8 dynamic"}

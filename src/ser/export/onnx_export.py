@@ -37,10 +37,10 @@ from torch import nn
 
 from ..bundle import bundle_features, load_bundle, predict_bundle
 from ..calibration import EPS
-from ..cache import atomic_write_bytes
-from ..checkpoint import write_json_atomic
+from ..errors import SerError
+from ..fileio import atomic_write_bytes, write_json_atomic
 from ..features import output_shape
-from .runtime import FORMAT, METADATA_KEY, OUTPUT, EmotionModel
+from ..runtime import FORMAT, METADATA_KEY, OUTPUT, EmotionModel
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ PARITY_TOL = 1e-4  # max |p_onnx - p_torch| accepted for the fp32 graph
 PARITY_CLIPS = 64  # test clips (or random inputs) for the parity check
 
 
-class ExportError(ValueError):
+class ExportError(SerError, ValueError):
     """A bundle that cannot be exported, or an export that fails its checks."""
 
 

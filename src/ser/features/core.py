@@ -20,6 +20,8 @@ from typing import Any, Callable, Hashable
 import numpy as np
 import scipy.ndimage
 
+from ..errors import SerError
+
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 128  # tallest representation allowed: keeps a CPU ResNet18 affordable
@@ -29,7 +31,7 @@ ZC_THRESHOLD = np.float32(1e-10)  # |y| <= this counts as 0 (librosa.zero_crossi
 TINY32 = np.finfo(np.float32).tiny  # librosa.util.normalize threshold for float32 input
 
 
-class FeatureError(ValueError):
+class FeatureError(SerError, ValueError):
     """Bad feature name, config or input audio; the message names the value and the fix."""
 
 

@@ -181,14 +181,18 @@ def output_shape(name: str, n_samples: int, config: Any = None) -> tuple[int, in
 
 
 def resolve_names(names: Names) -> list[str]:
-    """``"all"``, one name, or an iterable of names -> validated list without duplicates."""
+    """``"all"``, ``"mel,mfcc"`` or an iterable of names -> validated list without duplicates.
+
+    Example:
+        >>> resolve_names("mel, mfcc,mel")
+        ['mel', 'mfcc']
+    """
     if isinstance(names, str):
-        names = available_features() if names == "all" else [names]
+        names = available_features() if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
     out = list(dict.fromkeys(names))
-    for name in out:
-        get_spec(name)
-    if not out:
-        raise FeatureError(f"no features requested; choose from {', '.join(REGISTRY)}")
+    unknown = [n for n in out if n not in REGISTRY]
+    if unknown or not out:
+        raise FeatureError(f"unknown feature(s) {unknown or out}; known: {', '.join(REGISTRY)} (or 'all')")
     return out
 
 

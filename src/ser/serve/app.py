@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..audio import FORMATS, AudioError, UnsupportedFormatError
-from ..export.runtime import EmotionModel, ModelError, load_model, read_metadata
+from ..runtime import EmotionModel, ModelError, load_model, read_metadata
 from .limits import ERRORS, ApiError, Limits
 from .schemas import ErrorBody, Health, LabelsInfo, LimitsInfo, MemberInfo, ModelInfo, Prediction, Timeline
 from .upload import read_upload

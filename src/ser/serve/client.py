@@ -24,13 +24,15 @@ from typing import Any, Iterable
 
 import httpx
 
+from ..errors import SerError
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 ENDPOINTS = ("/predict", "/timeline")
 
 
-class ClientError(Exception):
+class ClientError(SerError):
     """A file the service did not answer for; the message is one line for a person."""
 
 

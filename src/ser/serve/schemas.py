@@ -1,7 +1,7 @@
 """The service's answers as pydantic models: they validate what goes out and write the
 OpenAPI document (``/openapi.json``, ``/docs``), so the document and the answers agree.
 
-The field names are the ones :meth:`ser.export.runtime.EmotionModel.predict` and
+The field names are the ones :meth:`ser.runtime.EmotionModel.predict` and
 ``.timeline`` return; ``ser predict`` prints the same JSON.
 """
 from __future__ import annotations

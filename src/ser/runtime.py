@@ -30,10 +30,9 @@ from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
 
-from ..audio import AudioError, load_audio, resample
-from ..cache import ClipConfig
-from ..featurize import prepare
-from ..features import config_from_key, extract, feature_key
+from .audio import AudioError, ClipConfig, load_audio, prepare_clip, resample
+from .errors import SerError
+from .features import config_from_key, extract, feature_key
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ def frame_levels(y: np.ndarray) -> np.ndarray:
     return 20.0 * np.log10(np.maximum(rms, 1e-10))
 
 
-class ModelError(ValueError):
+class ModelError(SerError, ValueError):
     """A model file that is missing, not ONNX, or not exported by ``ser export``."""
 
 
@@ -263,7 +262,7 @@ class EmotionModel:
         y = self.waveform(audio, sr)
         duration = len(y) / self.sample_rate
         if duration <= self.single_clip_max_s:
-            return self._answer(self.probabilities([prepare(y, self.clip)])[0], duration)
+            return self._answer(self.probabilities([prepare_clip(y, self.clip)])[0], duration)
         tl = self._windows(y, None, None)
         return {**self._answer(tl["overall"], duration), "windows": len(tl["segments"])}
 
@@ -307,7 +306,7 @@ class EmotionModel:
             else:
                 keep.append(s)
         # windows prepared lazily: memory stays flat however long the call is
-        probs = self.probabilities(prepare(y[s:s + w], self.clip) for s in keep)
+        probs = self.probabilities(prepare_clip(y[s:s + w], self.clip) for s in keep)
         segments = [{"start": round(s / sr, 3), "end": round(min(s + w, n) / sr, 3), **self._labelled(p)}
                     for s, p in zip(keep, probs)]
         overall = probs.mean(axis=0) if len(probs) else np.full(len(self.labels), 1 / len(self.labels))
