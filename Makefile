@@ -49,13 +49,13 @@ serve-demo: $(STAMP)
 	echo "POST a text file (refused with a 4xx JSON error):"; \
 	! $(SER) client --url http://127.0.0.1:$(PORT) README.md
 
-# The whole test suite (what CI runs).
+# The whole test suite and every docstring example in the package (what CI runs).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --doctest-modules src/ser tests
 
 # Everything but the tests marked slow.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q --doctest-modules -m "not slow" src/ser tests
 
 bench: $(STAMP)
 	$(PY) bench/features.py --clips 20

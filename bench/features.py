@@ -146,8 +146,8 @@ def section_cache(clips: Sequence[np.ndarray], repeats: int) -> str:
     Cold = ``clip_features`` on an empty cache: hash the file, decode it, trim/pad,
     extract all eleven, write the entry (a loose entry file). Then, untimed per clip but
     shown on its own, what ``extract_corpus`` and ``load_features`` do at the end of a
-    run: move the loose entries into one pack (``ser.cache_pack``).
-    Warm = ``featurize._cached``, the per-clip read that ``load_features`` (the training
+    run: move the loose entries into one pack (``ser.cache.pack``).
+    Warm = ``ser.cache.read_cached``, the per-clip read that ``load_features`` (the training
     data loader) and ``extract_corpus`` do, on a ``FeatureCache`` opened afresh from the
     cache folder: look the content hash up in the index (stat the file), find the
     clip's packed entry, check its layout and checksum, make the eleven arrays. Timed
@@ -164,14 +164,13 @@ def section_cache(clips: Sequence[np.ndarray], repeats: int) -> str:
     import soundfile as sf
 
     from ser.audio import ClipConfig
-    from ser.cache import FeatureCache
+    from ser.cache import FeatureCache, clip_features, load_features, read_cached, section_keys
     from ser.features import get_config
-    from ser.featurize import _cached, _keys, clip_features, load_features
 
     names = available_features()
     configs = {n: get_config(n) for n in names}
     clip = ClipConfig()
-    keys = _keys(names, configs, clip)  # computed once per corpus, as extract_corpus does
+    keys = section_keys(names, configs, clip)  # computed once per corpus, as extract_corpus does
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for i, y in enumerate(clips):
@@ -191,7 +190,7 @@ def section_cache(clips: Sequence[np.ndarray], repeats: int) -> str:
             flush_cpu_caches()
             for p in map(str, paths):  # loose entry files, as before packing
                 t = time.perf_counter()
-                entry = _cached(cache, p, keys, 0)
+                entry = read_cached(cache, p, keys, 0)
                 loose.append(time.perf_counter() - t)
                 assert entry is not None and len(entry) == len(names)
             t = time.perf_counter()
@@ -202,13 +201,12 @@ def section_cache(clips: Sequence[np.ndarray], repeats: int) -> str:
             flush_cpu_caches()
             t = time.perf_counter()
             cache = FeatureCache(root)  # what load_features opens
-            cache._load_index()
-            cache._load_packs()
+            cache.load()  # the index and the packs, else loaded by the first read
             index.append(time.perf_counter() - t)
             entry = None
             for p in map(str, paths):
                 t = time.perf_counter()
-                entry = _cached(cache, p, keys, 0)
+                entry = read_cached(cache, p, keys, 0)
                 warm.append(time.perf_counter() - t)
                 assert entry is not None and len(entry) == len(names)
             for p in paths:
@@ -226,7 +224,7 @@ def section_cache(clips: Sequence[np.ndarray], repeats: int) -> str:
     pk = statistics.median(packing) * 1e3 / len(clips)
     return "\n".join([
         f"all eleven per clip: cold {c:.3f} ms, warm {w:.3f} ms, warm is {c / w:.0f}x faster",
-        f"  (warm = featurize._cached, load_features' per-clip read; index and pack load"
+        f"  (warm = ser.cache.read_cached, load_features' per-clip read; index and pack load"
         f" {statistics.median(index) * 1e3:.3f} ms once per corpus, not included)",
         f"  packing after the cold pass: {pk:.3f} ms per clip (not in cold: the ratio is the lower one)",
         f"  warm from loose entry files (before packing): {lo:.3f} ms ({c / lo:.0f}x)",
@@ -248,7 +246,7 @@ def corpus_throughput(corpus: str, data: Path, jobs: int) -> str:
     import tempfile
 
     from ser.corpora import load_manifest
-    from ser.featurize import extract_corpus
+    from ser.cache import extract_corpus
 
     manifest = load_manifest(corpus, data)
     with tempfile.TemporaryDirectory() as tmp:

@@ -96,21 +96,23 @@ def study(tmp_path_factory):
     """A tiny real study: one epoch of rms, zcr and chroma on 1 s synthetic clips (shared by the
     ensemble and export tests)."""
     from ser.audio import ClipConfig
-    from ser.compare import compare
+    from ser.augment import AugmentConfig
+    from ser.study import run_study
     from ser.corpora import generate_synthetic, load_manifest
     from ser.train import TrainConfig
 
     root = tmp_path_factory.mktemp("ens")
     data = generate_synthetic(root / "syn", speakers=6, per_emotion=1, progress=False)
-    cfg = TrainConfig(epochs=1, patience=1, clip=ClipConfig(seconds=1.0), augment=False, n_boot=20)  # < 60 s
-    compare(load_manifest("synthetic", data), "rms,zcr,chroma", cfg, root / "study", val=0.2, test=0.2,
+    cfg = TrainConfig(epochs=1, patience=1, clip=ClipConfig(seconds=1.0),
+                      augment=AugmentConfig(enabled=False), n_boot=20)  # < 60 s
+    run_study(load_manifest("synthetic", data), "rms,zcr,chroma", cfg, root / "study", val=0.2, test=0.2,
             cache_dir=root / "fc", tracking=False, progress=False, baseline=False)
     return root
 
 
 @pytest.fixture(scope="session")
 def ens(study):
-    from ser.ensemble import ensemble
+    from ser.ensemble import fit_ensemble
 
-    return ensemble(study / "study", study / "ens", top=3, trials=12, seed=0, tracking=False, progress=False,
+    return fit_ensemble(study / "study", study / "ens", top=3, trials=12, seed=0, tracking=False, progress=False,
                     n_boot=20)

@@ -6,16 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser import cache as cache_mod
-from ser.audio import ClipConfig, prepare_clip
-from ser.cache import FeatureCache, decode_entry, encode_entry
-from ser.cache_pack import PACK_MIN, PackSet
+from ser.audio import ClipConfig, load_audio, prepare_clip
+from ser.cache import (PACK_MIN, FeatureCache, PackSet, clip_features, decode_entry, encode_entry,
+                       extract_corpus, load_features, read_cached, section_keys)
+from ser.cache import entry as entry_format
 from ser.corpora import generate_synthetic, load_manifest
-from ser.features import available_features, get_config
-from ser.features import resolve_names
-from ser.featurize import clip_features, extract_corpus, load_features
-from ser.audio import load_audio
-from ser.features import extract
+from ser.features import available_features, extract, get_config, resolve_names
+from ser.fileio import atomic_write_bytes
 
 ALL = available_features()
 
@@ -97,7 +94,7 @@ def test_config_change_is_a_miss(tmp_path, corpus):
 def test_version_change_is_a_miss(tmp_path, corpus, monkeypatch):
     path, clip, cache = corpus.path[0], ClipConfig(), FeatureCache(tmp_path / "fc")
     clip_features(path, ["rms"], _defaults(["rms"]), clip, cache)
-    monkeypatch.setattr(cache_mod, "CACHE_VERSION", cache_mod.CACHE_VERSION + 1)
+    monkeypatch.setattr(entry_format, "CACHE_VERSION", entry_format.CACHE_VERSION + 1)
     _, computed, _ = clip_features(path, ["rms"], _defaults(["rms"]), clip, cache)
     assert computed == 1
 
@@ -176,7 +173,7 @@ def _entry_bytes(seed=0):
 def test_entry_layout_padding_and_empty():
     sections = _entry_bytes()
     data = encode_entry(sections)
-    assert len(data) % 8 == 0 and data[:4] == cache_mod._MAGIC
+    assert len(data) % 8 == 0 and data[:4] == entry_format.MAGIC
     back = decode_entry(data)
     assert list(back) == list(sections)
     assert all(np.array_equal(back[k], v) and back[k].dtype == np.float32 for k, v in sections.items())
@@ -191,8 +188,8 @@ def test_entry_layout_padding_and_empty():
 def test_every_bit_after_the_header_is_checked(where):
     sections = _entry_bytes()
     data = bytearray(encode_entry(sections))
-    table = cache_mod._HEAD.size
-    data_start = table + 3 * cache_mod._SECTION.size
+    table = entry_format.HEAD.size
+    data_start = table + 3 * entry_format.SECTION.size
     pos = {"table key": table + 3, "table shape": table + 32, "data start": data_start,
            "data end": len(data) - 5, "padding": len(data) - 1}[where]
     for bit in (0, 7):
@@ -202,7 +199,7 @@ def test_every_bit_after_the_header_is_checked(where):
             decode_entry(bytes(bad))
     # rows and cols swapped: same size, so only the checksum over the table catches it
     bad = bytearray(data)
-    cache_mod._SECTION.pack_into(bad, table + 2 * cache_mod._SECTION.size, b"c" * 32, 5, 3)
+    entry_format.SECTION.pack_into(bad, table + 2 * entry_format.SECTION.size, b"c" * 32, 5, 3)
     with pytest.raises(ValueError, match="checksum"):
         decode_entry(bytes(bad))
 
@@ -229,7 +226,7 @@ def test_read_returns_read_only_views_that_cannot_touch_the_cache(tmp_path):
     mine[:] = 0
     assert np.array_equal(cache.read("ab" * 16)["a" * 32], sections["a" * 32])
     # a second read is a separate copy of the file, verified again
-    assert cache.read("ab" * 16)["a" * 32] is not arr
+    assert not np.shares_memory(cache.read("ab" * 16)["a" * 32], arr)
     assert set(cache.read("ab" * 16, keys=["b" * 32])) == {"b" * 32}
 
 
@@ -256,19 +253,17 @@ def test_old_format_entry_is_a_quiet_miss_then_replaced(tmp_path, corpus, caplog
     with caplog.at_level("WARNING", logger="ser.cache"):
         out, computed, _ = clip_features(path, ["zcr"], _defaults(["zcr"]), clip, cache)
     assert computed == 1 and "damaged" not in caplog.text
-    assert entry.read_bytes()[:4] == cache_mod._MAGIC  # rewritten in the current format
+    assert entry.read_bytes()[:4] == entry_format.MAGIC  # rewritten in the current format
 
 
 def test_warm_cached_read_is_the_loader_path(tmp_path, corpus):
-    from ser.featurize import _cached, _keys
-
     names = ["mel", "zcr", "tonnetz"]
     cfg, clip = _defaults(names), ClipConfig()
     X = load_features(corpus, names, cfg, clip, cache_dir=tmp_path / "fc", progress=False)
-    keys = _keys(names, cfg, clip)
+    keys = section_keys(names, cfg, clip)
     cache = FeatureCache(tmp_path / "fc")
     for i, p in enumerate(corpus.path):
-        entry = _cached(cache, str(p), keys, 0)
+        entry = read_cached(cache, str(p), keys, 0)
         assert entry is not None and set(entry) == set(keys.values())
         for n in names:
             assert np.array_equal(entry[keys[(n, 0)]], X[n][i]) and not entry[keys[(n, 0)]].flags.writeable
@@ -283,14 +278,14 @@ def test_warm_cached_read_is_the_loader_path(tmp_path, corpus):
     assert len(list((tmp_path / "fc" / "packs").glob("*.pack"))) == 1
     # a damaged entry on the loader's path is recomputed, not served
     _flip_stored_bit(cache, cache.audio_hash(corpus.path[1]), -100)
-    assert _cached(FeatureCache(tmp_path / "fc"), str(corpus.path[1]), keys, 0) is None
+    assert read_cached(FeatureCache(tmp_path / "fc"), str(corpus.path[1]), keys, 0) is None
     fixed = load_features(corpus, names, cfg, clip, cache_dir=tmp_path / "fc", progress=False)
     assert all(np.array_equal(fixed[n], X[n]) for n in names)
     # ... and its fixed copy went into a new pack, which supersedes the damaged one
     assert len(list((tmp_path / "fc" / "packs").glob("*.pack"))) == 2
     assert not list((tmp_path / "fc" / "entries").rglob("*.ser"))
     fresh = FeatureCache(tmp_path / "fc")
-    assert _cached(fresh, str(corpus.path[1]), keys, 0) is not None and fresh.damaged_packed == 0
+    assert read_cached(fresh, str(corpus.path[1]), keys, 0) is not None and fresh.damaged_packed == 0
 
 
 def test_load_features_with_copies_stacks_clean_and_augmented(tmp_path, corpus):
@@ -317,17 +312,24 @@ def test_readers_never_see_a_partial_entry_while_processes_rewrite_it(tmp_path):
     blobs = [encode_entry(a), encode_entry(b)]
     path = cache.entry_path("ef" * 16)
     cache.write("ef" * 16, a)
-    seen = set()
+    versions = []  # the version (3: a, 4: b) of every read made while rewrites were under way
     with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(cache_mod.atomic_write_bytes, path, blobs[i % 2]) for i in range(300)]
-        while not all(f.done() for f in futures):
-            got = cache.read("ef" * 16)
-            assert got, "a reader saw a damaged entry"
-            src = b if len(got) == 4 else a
-            assert set(got) == set(src) and all(np.array_equal(got[k], src[k]) for k in src)
-            seen.add(len(got))
-        for f in futures:
-            f.result()
+        for _ in range(10):  # rounds of rewrites, until the reads have overlapped them
+            futures = [pool.submit(atomic_write_bytes, path, blobs[i % 2]) for i in range(200)]
+            while not all(f.done() for f in futures):
+                got = cache.read("ef" * 16)
+                assert got, "a reader saw a damaged or missing entry"
+                src = b if len(got) == 4 else a
+                assert set(got) == set(src) and all(np.array_equal(got[k], src[k]) for k in src), \
+                    "a reader saw a mix of two versions"
+                versions.append(len(got))
+            for f in futures:
+                f.result()
+            changes = sum(x != y for x, y in zip(versions, versions[1:]))
+            if changes >= 2:
+                break
+    # the reads really raced the renames: each version replaced the other under the reader
+    assert set(versions) == {3, 4} and changes >= 2, f"reads never overlapped the rewrites: {changes} changes"
     assert not list(path.parent.glob("*.tmp"))
 
 
@@ -336,9 +338,9 @@ def test_read_file_with_any_size_hint_reads_all(tmp_path, hint):
     path = tmp_path / "f"
     payload = bytes(range(256)) * 3 + bytes(232)  # 1000 bytes
     path.write_bytes(payload)
-    assert cache_mod._read_file(str(path), hint) == payload
+    assert entry_format.read_file(str(path), hint) == payload
     with pytest.raises(FileNotFoundError):
-        cache_mod._read_file(str(tmp_path / "missing"), hint)
+        entry_format.read_file(str(tmp_path / "missing"), hint)
 
 
 def test_entries_of_other_sizes_after_a_size_hint(tmp_path):

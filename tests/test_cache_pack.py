@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from ser.cache import FeatureCache, encode_entry
-from ser.cache_pack import PACK_MIN, PackSet, _RECORD, _TRAILER
+from ser.cache import PACK_MIN, FeatureCache, PackSet, encode_entry
+from ser.cache.pack import RECORD, TRAILER
 
 
 def _sections(seed: int, n: int = 3) -> dict[str, np.ndarray]:
@@ -87,7 +87,7 @@ def test_a_damaged_pack_index_or_a_torn_pack_is_ignored_and_deleted(tmp_path, ca
     cache, stored = _filled(tmp_path, clips=3)
     pack = cache.pack(stored, minimum=1)
     raw = bytearray(pack.read_bytes())
-    index_at = len(raw) - _TRAILER.size - 3 * _RECORD.size
+    index_at = len(raw) - TRAILER.size - 3 * RECORD.size
     if damage == "index bit":
         raw[index_at + 3] ^= 0x01  # one digit of an audio hash: would point a clip at another's entry
     elif damage == "trailer bit":
@@ -97,7 +97,7 @@ def test_a_damaged_pack_index_or_a_torn_pack_is_ignored_and_deleted(tmp_path, ca
     else:
         raw = bytearray()
     pack.write_bytes(bytes(raw))
-    with caplog.at_level(logging.WARNING, logger="ser.cache_pack"):
+    with caplog.at_level(logging.WARNING, logger="ser.cache.pack"):
         fresh = FeatureCache(tmp_path / "fc")
         assert all(fresh.read(h, set(s)) == {} for h, s in stored.items())
     assert "damaged cache pack" in caplog.text and not pack.exists()
@@ -159,10 +159,43 @@ def test_packing_leaves_no_temp_files_and_keeps_rewritten_loose_files(tmp_path, 
                 st = real_stat(path, *a, **kw)
         return st
 
-    monkeypatch.setattr("ser.cache_pack.os.stat", stat_then_rewrite)
+    monkeypatch.setattr("ser.cache.pack.os.stat", stat_then_rewrite)
     cache.pack(stored, minimum=1)
     monkeypatch.undo()
     assert (cache.entry_path(_hash(0))).exists() and not cache.entry_path(_hash(1)).exists()
     assert not list(cache.root.rglob("*.tmp"))
     got = FeatureCache(tmp_path / "fc").read(_hash(0))
     assert "e" * 32 in got  # the newer loose copy was kept and wins for keys=None
+
+
+def test_invalidate_packs_maps_packs_made_since_and_pack_invalidates_its_own(tmp_path):
+    cache, stored = _filled(tmp_path, clips=2)
+    cache.pack(stored, minimum=1)
+    h, old = _hash(0), stored[_hash(0)]
+    more = {**old, "f" * 32: np.full((1, 4), 7, np.float32)}
+    reader = FeatureCache(tmp_path / "fc")
+    before = reader.read(h, set(old))  # maps the first pack
+    assert _same(before, old)
+    # the writer maps the first pack too, then rewrites clip 0 with one more section and packs it
+    assert _same(cache.read(h, set(old)), old)
+    cache.write(h, more)
+    second = cache.pack([h], minimum=1)
+    assert second is not None and not cache.entry_path(h).exists()
+    assert _same(cache.read(h, set(more)), more)  # pack() dropped the writer's own mapping
+    # the reader's mapping predates the second pack: it only knows the older copy of clip 0
+    assert set(reader.read(h, set(more))) == set(old)
+    reader.invalidate_packs()
+    assert _same(reader.read(h, set(more)), more)
+    assert _same(reader.read(_hash(1), set(stored[_hash(1)])), stored[_hash(1)])  # still in the first pack
+    assert _same(before, old)  # arrays handed out earlier stay valid
+
+
+def test_a_pack_with_no_good_entry_is_not_written(tmp_path):
+    cache = FeatureCache(tmp_path / "fc")
+    for i in range(3):
+        path = cache.entry_path(_hash(i))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not an entry" * 8)  # damaged: never packed
+    assert cache.pack([_hash(i) for i in range(3)], minimum=1) is None
+    assert not _packs(cache) and not list(cache.root.rglob("*.tmp"))
+    assert len(list((cache.root / "entries").rglob("*.ser"))) == 3  # left for read() to deal with

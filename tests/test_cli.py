@@ -92,7 +92,45 @@ def test_features_command_with_augmented_copies(tmp_path, capsys):
     assert main(args) == 0
     assert "8 clips x 1 features (+2 augmented copies each): computed 24, reused 0" in capsys.readouterr().out
     # copies live beside the clean entries (as their own group), here moved into one pack
-    from ser.cache_pack import PackSet
+    from ser.cache import PackSet
 
     assert not list(cache.rglob("*.ser"))
     assert sorted(g for _, g in PackSet(cache / "packs").index) == [""] * 8 + ["aug"] * 8
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["train", "--corpus", "synthetic", "--data", "x", "--feature", "mel", "--test", "0"], "--test"),
+    (["train", "--corpus", "synthetic", "--data", "x", "--feature", "mel", "--val", "0"], "--val"),
+    (["compare", "--corpus", "synthetic", "--data", "x", "--out", "o", "--test", "1.5"], "--test"),
+    (["compare", "--corpus", "synthetic", "--data", "x", "--out", "o", "--epochs", "0"], "--epochs"),
+    (["compare", "--corpus", "synthetic", "--data", "x", "--out", "o", "--parallel", "-1"], "--parallel"),
+    (["train", "--corpus", "synthetic", "--data", "x", "--feature", "mel", "--lr", "nan"], "--lr"),
+    (["train", "--corpus", "synthetic", "--data", "x", "--feature", "mel", "--dropout", "1"], "--dropout"),
+    (["ensemble", "--runs", "r", "--out", "o", "--trials", "0"], "--trials"),
+    (["predict", "--model", "m.onnx", "a.wav", "--window", "-1"], "--window"),
+    (["predict", "--model", "m.onnx", "a.wav", "--hop", "inf"], "--hop"),
+    (["serve", "--model", "m.onnx", "--max-mb", "-1"], "--max-mb"),
+    (["serve", "--model", "m.onnx", "--port", "70000"], "--port"),
+    (["features", "--corpus", "synthetic", "--data", "x", "--jobs", "0"], "--jobs"),
+])
+def test_impossible_flag_values_are_usage_errors_before_any_work(argv, flag, capsys):
+    # the data folder "x" does not exist: reaching it would be a different error
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}" in err and "Traceback" not in err
+
+
+def test_a_user_error_is_one_line_whatever_its_class(monkeypatch, capsys):
+    # the CLI recognises user errors by their common base, not by a list of class names
+    from ser.errors import SerError
+
+    class SomeNewError(SerError):
+        pass
+
+    def boom(args):
+        raise SomeNewError("something the user can fix")
+
+    monkeypatch.setattr("ser.cli._cmd_data_manifest", boom)
+    assert main(["data", "manifest", "ravdess", "nowhere"]) == 2
+    assert capsys.readouterr().err == "ser: error: something the user can fix\n"

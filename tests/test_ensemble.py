@@ -10,11 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser.calibration import (apply_temperature, error_table, expected_calibration_error, fit_temperature,
-                             speaker_table)
-from ser.bundle import BundleError
-from ser.ensemble import (EnsembleError, align_runs, bundle_features, combine, ensemble, load_bundle, load_runs,
-                          predict_bundle, search_weights, select_runs, simplex_weights)
+from ser.ensemble import (BundleError, EnsembleError, align_runs, apply_temperature, bundle_features, combine,
+                          error_table, expected_calibration_error, fit_ensemble, fit_temperature, load_bundle,
+                          load_runs, predict_bundle, search_weights, select_members, simplex_weights, speaker_table)
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 
@@ -37,6 +35,11 @@ def probs_for(df: pd.DataFrame, quality: float, seed: int, labels=LABELS) -> np.
     z = rng.normal(size=(len(df), len(labels)))
     z[np.arange(len(df)), y] += quality
     return softmax(z)
+
+
+def select_runs(runs, top=3, features=None):
+    """The chosen members' runs (select_members names them)."""
+    return [runs[n] for n in select_members(runs, top, features)]
 
 
 def write_run(root, name, val_q, test_q, seed=0, labels=LABELS, val=None, test=None, speakers=None):
@@ -124,7 +127,7 @@ def test_runs_folder_errors(tmp_path):
     with pytest.raises(EnsembleError, match="no runs found"):
         load_runs(tmp_path / "empty")
     write_run(tmp_path / "folds" / "fold0", "a", 1.0, 1.0)
-    with pytest.raises(EnsembleError, match="1-fold study.*ensemble_folds"):
+    with pytest.raises(EnsembleError, match="1-fold study.*fit_ensemble"):
         load_runs(tmp_path / "folds")
     with pytest.raises(EnsembleError, match="is one run"):
         load_runs(write_run(tmp_path / "one", "a", 1.0, 1.0))
@@ -309,7 +312,7 @@ def test_search_never_reads_test_data(study, ens, tmp_path):
         else:
             df.loc[te, cols] = rng.dirichlet(np.ones(len(cols)) * 0.2, size=int(te.sum()))
         df.to_csv(new / "predictions.csv", index=False)
-    poisoned = ensemble(tmp_path, tmp_path / "ens", top=3, trials=12, seed=0, tracking=False, progress=False,
+    poisoned = fit_ensemble(tmp_path, tmp_path / "ens", top=3, trials=12, seed=0, tracking=False, progress=False,
                         n_boot=20)
     assert poisoned["weights"] == ens["weights"] and poisoned["temperature"] == ens["temperature"]
     assert pd.read_csv(tmp_path / "ens" / "trials.csv").equals(pd.read_csv(study / "ens" / "trials.csv"))
@@ -318,6 +321,37 @@ def test_search_never_reads_test_data(study, ens, tmp_path):
     a = pd.read_csv(study / "ens" / "predictions.csv").query("split == 'test'").filter(like="p_").to_numpy()
     b = pd.read_csv(tmp_path / "ens" / "predictions.csv").query("split == 'test'").filter(like="p_").to_numpy()
     assert np.abs(a - b).max() > 0.05  # the test data did change
+
+
+@pytest.mark.slow
+def test_a_single_split_is_the_one_fold_case(study, ens, tmp_path, monkeypatch):
+    """Single splits and fold studies are fitted and scored by one function, fit_folds: the
+    single split's summary is its one-fold result, and a study whose two folds are copies of
+    that split gives each fold exactly the single split's fit and scores."""
+    from ser.ensemble import fit as fit_module
+    from ser.ensemble import fit_folds
+
+    one, _, fits = fit_folds([(None, load_runs(study / "study"))], ens["members"], tmp_path / "one", trials=12,
+                             seed=0, n_boot=20)
+    assert {k: ens[k] for k in one} == one and ens["folds"] == 1 and "bundle" in ens
+    assert ens["weights"] == dict(zip(one["members"], fits[0]["weights"].tolist()))
+    assert ens["temperature"] == one["per_fold"][0]["temperature"] == fits[0]["temperature"]
+
+    calls = []
+    real = fit_module.fit_folds
+    monkeypatch.setattr(fit_module, "fit_folds", lambda folds, *a, **k: calls.append(len(folds)) or real(folds, *a, **k))
+    for i in range(2):
+        shutil.copytree(study / "study" / "runs", tmp_path / "folds" / f"fold{i}" / "runs",
+                        ignore=shutil.ignore_patterns("*.pt"))
+    twice = fit_ensemble(tmp_path / "folds", tmp_path / "ens2", top=3, trials=12, seed=0, progress=False, n_boot=20)
+    again = fit_ensemble(study / "study", tmp_path / "ens1", top=3, trials=12, seed=0, tracking=False,
+                         progress=False, n_boot=20)
+    assert calls == [2, 1] and again["results"] == ens["results"]
+    assert twice["folds"] == 2 and "bundle" not in twice and not (tmp_path / "ens2" / "bundle").exists()
+    for f in twice["per_fold"]:
+        assert {**f, "fold": 0} == ens["per_fold"][0]
+    for k, r in ens["results"].items():
+        assert twice["results"][k]["test"]["uar"] == pytest.approx(r["test"]["uar"])
 
 
 @pytest.mark.slow

@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser.ensemble import EnsembleError
-from ser.ensemble_folds import ensemble_folds, fold_dirs, is_fold_study
+from ser.ensemble import EnsembleError, fit_ensemble, fold_dirs, is_fold_study, load_fold_runs
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 QUALITY = {"strong": 2.0, "medium": 1.2, "weak": 0.4}  # true-class logit boost of each fake run
@@ -50,11 +49,11 @@ def test_fold_study_detection(study, tmp_path):
     assert is_fold_study(study) and [d.name for d in fold_dirs(study)] == ["fold0", "fold1", "fold2"]
     assert not is_fold_study(tmp_path)
     with pytest.raises(EnsembleError, match="not a k-fold study"):
-        ensemble_folds(tmp_path, tmp_path / "out", progress=False)
+        load_fold_runs(tmp_path)
 
 
 def test_pooled_test_covers_every_speaker_once_and_weights_are_per_fold(study, tmp_path):
-    s = ensemble_folds(study, tmp_path / "ens", top=2, trials=8, n_boot=20, progress=False)
+    s = fit_ensemble(study, tmp_path / "ens", top=2, trials=8, n_boot=20, progress=False)
     assert s["members"] == ["strong", "medium"] and s["best_single"] == "strong"  # by mean validation UAR
     assert s["n_test"] == 3 * 24 and s["test_speakers"] == sorted(f"s{g}{i}" for g in range(3) for i in range(2))
     for f in s["per_fold"]:
@@ -76,7 +75,7 @@ def test_pooled_test_covers_every_speaker_once_and_weights_are_per_fold(study, t
 
 def test_fold_fits_never_read_test_data(study, tmp_path):
     """Make the weak member perfect on every test fold: weights and temperatures stay put."""
-    clean = ensemble_folds(study, tmp_path / "a", features="strong,weak", trials=8, n_boot=0, progress=False)
+    clean = fit_ensemble(study, tmp_path / "a", features="strong,weak", trials=8, n_boot=0, progress=False)
     for fold in range(3):
         f = study / f"fold{fold}" / "runs" / "weak" / "predictions.csv"
         df = pd.read_csv(f)
@@ -84,7 +83,7 @@ def test_fold_fits_never_read_test_data(study, tmp_path):
         cols = [f"p_{x}" for x in LABELS]
         df.loc[te, cols] = (np.array(LABELS)[None] == df.loc[te, "emotion"].to_numpy()[:, None]).astype(float)
         df.to_csv(f, index=False)
-    poisoned = ensemble_folds(study, tmp_path / "b", features="strong,weak", trials=8, n_boot=0, progress=False)
+    poisoned = fit_ensemble(study, tmp_path / "b", features="strong,weak", trials=8, n_boot=0, progress=False)
     keep = ("w_strong", "w_weak", "temperature", "val_uar")
     assert [{k: f[k] for k in keep} for f in clean["per_fold"]] == [{k: f[k] for k in keep} for f in poisoned["per_fold"]]
     assert poisoned["results"]["weighted"]["test"]["uar"] != clean["results"]["weighted"]["test"]["uar"]
@@ -95,8 +94,8 @@ def test_members_must_exist_in_every_fold(study, tmp_path):
 
     shutil.rmtree(study / "fold1" / "runs" / "medium")
     with pytest.raises(EnsembleError, match=r"not in every fold"):
-        ensemble_folds(study, tmp_path / "x", features="strong,medium", progress=False)
-    s = ensemble_folds(study, tmp_path / "y", top=3, trials=4, n_boot=0, progress=False)
+        fit_ensemble(study, tmp_path / "x", features="strong,medium", progress=False)
+    s = fit_ensemble(study, tmp_path / "y", top=3, trials=4, n_boot=0, progress=False)
     assert s["members"] == ["strong", "weak"]
 
 
@@ -143,8 +142,8 @@ def test_two_studies_of_the_same_folds_pool_their_runs(study, tmp_path):
     for fold in range(3):
         shutil.move(study / f"fold{fold}" / "runs" / "weak", other / f"fold{fold}" / "runs" / "weak")
         write_fold_run(other, fold, "strong", 0.0, 99)  # a clash: the first study's strong is kept
-    one = ensemble_folds(study, tmp_path / "one", features="strong,medium", trials=4, n_boot=0, progress=False)
-    both = ensemble_folds([study, other], tmp_path / "both", features="strong,medium,weak", trials=4, n_boot=0,
+    one = fit_ensemble(study, tmp_path / "one", features="strong,medium", trials=4, n_boot=0, progress=False)
+    both = fit_ensemble([study, other], tmp_path / "both", features="strong,medium,weak", trials=4, n_boot=0,
                           progress=False)
     assert both["members"] == ["strong", "medium", "weak"] and both["study_dir"] == f"{study}+{other}"
     assert both["members_pooled"]["strong"] == one["members_pooled"]["strong"]  # the first study's run
@@ -154,7 +153,7 @@ def test_two_studies_of_the_same_folds_pool_their_runs(study, tmp_path):
     # different fold counts, or runs of other clips, are refused
     shutil.rmtree(other / "fold2")
     with pytest.raises(EnsembleError, match="different numbers of folds"):
-        ensemble_folds([study, other], tmp_path / "x", progress=False)
+        fit_ensemble([study, other], tmp_path / "x", progress=False)
     shutil.rmtree(other)
     for fold in range(3):
         write_fold_run(other, fold, "shifted", 1.0, 5)
@@ -162,4 +161,4 @@ def test_two_studies_of_the_same_folds_pool_their_runs(study, tmp_path):
         df.assign(path=df["path"].str.replace("/c/", "/d/")).to_csv(
             other / f"fold{fold}" / "runs" / "shifted" / "predictions.csv", index=False)
     with pytest.raises(EnsembleError, match="disagree on the val clips"):
-        ensemble_folds([study, other], tmp_path / "y", features="strong,shifted", progress=False)
+        fit_ensemble([study, other], tmp_path / "y", features="strong,shifted", progress=False)

@@ -288,3 +288,27 @@ def test_float64_input_is_converted(clip):
     b = extract(clip.astype(np.float64), names=["mfcc", "zcr"])
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax,htk", [
+    (16000, 400, 80, 0.0, None, False), (16000, 512, 64, 0.0, 8000.0, False),
+    (16000, 1024, 128, 20.0, 7600.0, False), (22050, 2048, 40, 0.0, None, False), (16000, 512, 64, 0.0, None, True)])
+def test_numpy_mel_filters_equal_librosa(sr, n_fft, n_mels, fmin, fmax, htk):
+    import librosa
+
+    from ser.features.filters import mel_filters
+
+    want = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk)
+    got = mel_filters(sr, n_fft, n_mels, fmin, fmax, htk)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_chroma,tuning", [(16000, 512, 12, 0.0), (16000, 1024, 12, 0.1),
+                                                       (16000, 2048, 24, -0.2), (22050, 4096, 12, 0.0)])
+def test_numpy_chroma_filters_equal_librosa(sr, n_fft, n_chroma, tuning):
+    import librosa
+
+    from ser.features.filters import chroma_filters
+
+    want = librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)
+    np.testing.assert_allclose(chroma_filters(sr, n_fft, n_chroma, tuning), want, rtol=0, atol=1e-7)

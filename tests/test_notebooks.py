@@ -44,13 +44,15 @@ def test_comparison_notebook_executes(tmp_path):
 @pytest.mark.slow
 def test_ensemble_notebook_executes(tmp_path):
     from ser.audio import ClipConfig
-    from ser.compare import compare
+    from ser.augment import AugmentConfig
+    from ser.study import run_study
     from ser.corpora import load_manifest
     from ser.train import TrainConfig
 
     data = generate_synthetic(tmp_path / "syn", speakers=6, per_emotion=1, progress=False)
-    cfg = TrainConfig(epochs=1, patience=1, clip=ClipConfig(seconds=1.0), augment=False, n_boot=10)
-    compare(load_manifest("synthetic", data), "rms,zcr", cfg, tmp_path / "study", val=0.2, test=0.2,
+    cfg = TrainConfig(epochs=1, patience=1, clip=ClipConfig(seconds=1.0),
+                      augment=AugmentConfig(enabled=False), n_boot=10)
+    run_study(load_manifest("synthetic", data), "rms,zcr", cfg, tmp_path / "study", val=0.2, test=0.2,
             cache_dir=tmp_path / "fc", tracking=False, progress=False, baseline=False)
     params = (f"RUNS = {str(tmp_path / 'study')!r}\nOUT = {str(tmp_path / 'ens')!r}\nTOP = 2\nFEATURES = None\n"
               f"TRIALS = 5\nSEED = 0\nN_BOOT = 10\nCACHE = {str(tmp_path / 'fc')!r}\nTRACKING = False")

@@ -6,7 +6,7 @@ import pytest
 
 from ser.corpora import load_manifest
 from ser.splits import (SplitError, check_speaker_disjoint, speaker_folds, speaker_split,
-                        split_speakers)
+                        speaker_keys, split_speakers)
 from test_corpora import make_cremad, make_emodb, make_nemo, make_ravdess
 
 
@@ -98,7 +98,7 @@ def test_leak_check_catches_a_leak(manifest):
 
 def test_split_speakers_lists(manifest):
     lists = split_speakers(speaker_split(manifest, seed=0))
-    assert sorted(sum(lists.values(), [])) == sorted(manifest.speaker.unique())
+    assert sorted(sum(lists.values(), [])) == sorted(speaker_keys(manifest).unique())  # corpus-qualified
 
 
 @pytest.mark.shared_data
@@ -111,3 +111,20 @@ def test_real_ravdess_split(shared_data):
     for s in ("val", "test"):
         assert df[df.split == s].drop_duplicates("speaker").gender.value_counts().to_dict() == {
             "male": 2, "female": 2}
+
+
+@pytest.mark.parametrize("val,test", [(0, 0.2), (0.2, 0), (0.0, 0.0), (-0.1, 0.2)])
+def test_a_split_needs_validation_and_test_speakers(manifest, val, test):
+    # val=0 or test=0 used to be accepted, then training crashed on the empty part
+    with pytest.raises(SplitError, match=r"each must be in \(0, 1\)"):
+        speaker_split(manifest, val=val, test=test)
+
+
+def test_split_speakers_are_corpus_qualified():
+    rows = [{"path": f"{c}{s}{i}.wav", "corpus": c, "speaker": str(s), "emotion": "sad", "duration": 1.0}
+            for c in ("a", "b") for s in range(4) for i in range(2)]
+    folds = speaker_folds(pd.DataFrame(rows), k=4, seed=0)
+    for df in folds:
+        sp = split_speakers(df)
+        assert all("/" in s for part in sp.values() for s in part)
+        assert sum(len(v) for v in sp.values()) == 8  # speaker "0" of a and of b are two people

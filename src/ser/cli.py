@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from .argtypes import (fraction, nonnegative_float, nonnegative_int, port, positive_float, positive_int,
+                       probability)
 from .errors import SerError
 
 log = logging.getLogger("ser")
@@ -48,7 +50,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from .audio import ClipConfig
     from .corpora import load_manifest
     from .features import resolve_names
-    from .featurize import extract_corpus
+    from .cache import extract_corpus
 
     names = resolve_names(args.features)
     manifest = load_manifest(args.corpus, args.data)
@@ -66,11 +68,13 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 def _train_config(args: argparse.Namespace, feature: str = "mel"):
     from .audio import ClipConfig
+    from .augment import AugmentConfig
     from .train import TrainConfig
 
     return TrainConfig(feature=feature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       patience=args.patience, seed=args.seed, augment=not args.no_augment,
-                       aug_copies=args.aug_copies, clip=ClipConfig(seconds=args.seconds), mixup=args.mixup,
+                       patience=args.patience, seed=args.seed,
+                       augment=AugmentConfig(enabled=not args.no_augment, copies=args.aug_copies),
+                       clip=ClipConfig(seconds=args.seconds), mixup=args.mixup,
                        dropout=args.dropout, weight_decay=args.weight_decay,
                        label_smoothing=args.label_smoothing, bf16=args.bf16)
 
@@ -94,11 +98,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .study import run_study
     from .corpora import load_manifest
 
     manifest = load_manifest(args.corpus, args.data)
-    board = compare(manifest, args.features, _train_config(args), args.out, folds=args.folds, val=args.val,
+    board = run_study(manifest, args.features, _train_config(args), args.out, folds=args.folds, val=args.val,
                     test=args.test, split_seed=args.split_seed, cache_dir=args.cache,
                     tracking=not args.no_tracking, jobs=args.jobs, progress=not args.quiet, resume=args.resume,
                     parallel=args.parallel)
@@ -131,21 +135,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
-    from .ensemble import ensemble
-    from .ensemble_folds import ensemble_folds, is_fold_study
+    from .ensemble import fit_ensemble
 
-    if is_fold_study(args.runs):  # --folds studies (one or several): fitted per fold, tested pooled, no bundle
-        summary = ensemble_folds(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
-                                 seed=args.seed, n_boot=args.n_boot, progress=not args.quiet, objective=args.objective)
-        print((Path(args.out) / "ensemble.md").read_text())
+    # a single split is fitted and bundled; --folds studies (one or several): fitted per fold, tested pooled
+    summary = fit_ensemble(args.runs, args.out, top=args.top, features=args.features, trials=args.trials,
+                           seed=args.seed, objective=args.objective, n_boot=args.n_boot,
+                           tracking=not args.no_tracking, progress=not args.quiet)
+    print((Path(args.out) / "ensemble.md").read_text())
+    if "bundle" in summary:
+        print(f"members {', '.join(summary['members'])}; bundle in {summary['bundle']}; report and plots in {args.out}")
+    else:
         print(f"members {', '.join(summary['members'])} in {summary['folds']} folds; no bundle (a fold study "
               f"estimates the recipe; for a deployable model run it on a single split); report in {args.out}")
-        return 0
-    summary = ensemble(args.runs, args.out, top=args.top, trials=args.trials, features=args.features,
-                       seed=args.seed, tracking=not args.no_tracking, progress=not args.quiet,
-                       n_boot=args.n_boot, objective=args.objective)
-    print((Path(args.out) / "ensemble.md").read_text())
-    print(f"members {', '.join(summary['weights'])}; bundle in {summary['bundle']}; report and plots in {args.out}")
     return 0
 
 
@@ -203,17 +204,17 @@ def _cmd_client(args: argparse.Namespace) -> int:
 
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping may end sooner)")
-    p.add_argument("--batch-size", type=int, default=32, help="clips per step")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle)")
-    p.add_argument("--patience", type=int, default=6, help="epochs without val improvement before stopping")
-    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--epochs", type=positive_int, default=20, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="clips per step")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (one-cycle)")
+    p.add_argument("--patience", type=positive_int, default=6, help="epochs without val improvement before stopping")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="training seed")
     p.add_argument("--no-augment", action="store_true", help="no augmentation at all (waveform or feature)")
-    p.add_argument("--aug-copies", type=int, default=4, help="cached waveform-augmented copies per training clip")
-    p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a (0 = off)")
-    p.add_argument("--dropout", type=float, default=0.3, help="dropout before the classifier")
-    p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW decoupled weight decay")
-    p.add_argument("--label-smoothing", type=float, default=0.05, help="label smoothing of the loss")
+    p.add_argument("--aug-copies", type=nonnegative_int, default=4, help="cached waveform-augmented copies per training clip")
+    p.add_argument("--mixup", type=nonnegative_float, default=0.0, help="mixup Beta(a, a) parameter a (0 = off)")
+    p.add_argument("--dropout", type=probability, default=0.3, help="dropout before the classifier")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=1e-2, help="AdamW decoupled weight decay")
+    p.add_argument("--label-smoothing", type=probability, default=0.05, help="label smoothing of the loss")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for training steps (about 2.5x faster on CPUs with AVX512-BF16/AMX)")
     _add_split_flags(p)
@@ -221,9 +222,9 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_split_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--val", type=float, default=0.15, help="fraction of speakers for validation")
-    p.add_argument("--test", type=float, default=0.15, help="fraction of speakers for test")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the speaker split")
+    p.add_argument("--val", type=fraction, default=0.15, help="fraction of speakers for validation")
+    p.add_argument("--test", type=fraction, default=0.15, help="fraction of speakers for test")
+    p.add_argument("--split-seed", type=nonnegative_int, default=0, help="seed of the speaker split")
 
 
 def _default_jobs() -> int:
@@ -245,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = dsub.add_parser("synth", help="write the deterministic synthetic corpus", formatter_class=fmt)
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--speakers", type=int, default=8, help="number of speakers (actors)")
-    p.add_argument("--per-emotion", type=int, default=4, help="clips per emotion per speaker")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.add_argument("--speakers", type=positive_int, default=8, help="number of speakers (actors)")
+    p.add_argument("--per-emotion", type=positive_int, default=4, help="clips per emotion per speaker")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (same seed, same bytes)")
     p.set_defaults(func=_cmd_data_synth)
 
     p = dsub.add_parser("download", help="download a corpus from its official source", formatter_class=fmt)
@@ -267,19 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="corpus folder (CSV file for 'manifest')")
     p.add_argument("--features", default="all", help="'all' or a comma list, e.g. mel,mfcc")
     p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="cache folder")
-    p.add_argument("--jobs", type=int, default=_default_jobs(), help="worker processes")
-    p.add_argument("--seconds", type=float, default=3.0, help="clip length after silence trimming")
-    p.add_argument("--aug-copies", type=int, default=0,
+    p.add_argument("--jobs", type=positive_int, default=_default_jobs(), help="worker processes")
+    p.add_argument("--seconds", type=positive_float, default=3.0, help="clip length after silence trimming")
+    p.add_argument("--aug-copies", type=nonnegative_int, default=0,
                    help="also cache K waveform-augmented copies of every clip (training uses them)")
-    p.add_argument("--aug-seed", type=int, default=0, help="seed of the augmentation chain (= training --seed)")
+    p.add_argument("--aug-seed", type=nonnegative_int, default=0, help="seed of the augmentation chain (= training --seed)")
     p.set_defaults(func=_cmd_features)
 
     def corpus_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--corpus", required=True, choices=CORPORA, help="corpus layout")
         p.add_argument("--data", required=True, type=Path, help="corpus folder (CSV file for 'manifest')")
         p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="feature cache folder")
-        p.add_argument("--jobs", type=int, default=_default_jobs(), help="feature extraction processes")
-        p.add_argument("--seconds", type=float, default=3.0, help="clip length after silence trimming")
+        p.add_argument("--jobs", type=positive_int, default=_default_jobs(), help="feature extraction processes")
+        p.add_argument("--seconds", type=positive_float, default=3.0, help="clip length after silence trimming")
 
     p = sub.add_parser("train", help="train one ResNet18 on one representation", formatter_class=fmt)
     corpus_flags(p)
@@ -294,10 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     corpus_flags(p)
     p.add_argument("--features", default="all", help="'all' or a comma list")
     p.add_argument("--out", required=True, type=Path, help="study folder")
-    p.add_argument("--folds", type=int, default=None, help="k leave-speakers-out folds instead of one split")
+    p.add_argument("--folds", type=positive_int, default=None, help="k leave-speakers-out folds instead of one split")
     p.add_argument("--resume", action="store_true",
                    help="continue runs from their resume.pt; finished runs are only re-tested")
-    p.add_argument("--parallel", type=int, default=1,
+    p.add_argument("--parallel", type=positive_int, default=1,
                    help="training runs at a time, one process each (a GPU or many cores)")
     _add_training_flags(p)
     p.set_defaults(func=_cmd_compare)
@@ -310,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='JSON object or .json file: recipe -> TrainConfig overrides, e.g. \'{"e40": {"epochs": 40}}\'')
     p.add_argument("--seeds", default="0", help="comma list of training seeds")
     p.add_argument("--out", required=True, type=Path, help="sweep folder (sweep.csv, sweep.md, the runs)")
-    p.add_argument("--parallel", type=int, default=1, help="runs at a time, one process each")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    p.add_argument("--parallel", type=positive_int, default=1, help="runs at a time, one process each")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads per run")
     _add_split_flags(p)
     p.set_defaults(func=_cmd_sweep)
 
@@ -320,14 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", required=True, type=Path, nargs="+",
                    help="a `ser compare` study folder or its runs/; a --folds study is fitted per fold and tested "
                         "pooled; several studies of the same split (or folds) pool their runs")
-    p.add_argument("--top", type=int, default=3, help="members: the best runs by validation UAR")
+    p.add_argument("--top", type=positive_int, default=3, help="members: the best runs by validation UAR")
     p.add_argument("--features", default=None, help="members by name instead, e.g. mel,mfcc,chroma")
-    p.add_argument("--trials", type=int, default=100, help="total Optuna trials (a re-run with more continues)")
+    p.add_argument("--trials", type=positive_int, default=100, help="total Optuna trials (a re-run with more continues)")
     p.add_argument("--objective", choices=("uar", "log_loss"), default="uar",  # = ser.ensemble.OBJECTIVES
                    help="what the weight search optimises on the validation clips")
     p.add_argument("--out", required=True, type=Path, help="output folder (report, plots, optuna.db, bundle/)")
-    p.add_argument("--seed", type=int, default=0, help="TPE sampler, stacking and bootstrap seed")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (whole speakers) for test CIs")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="TPE sampler, stacking and bootstrap seed")
+    p.add_argument("--n-boot", type=nonnegative_int, default=1000, help="bootstrap resamples (whole speakers) for test CIs")
     p.add_argument("--no-tracking", action="store_true", help="no MLflow logging")
     p.set_defaults(func=_cmd_ensemble)
 
@@ -341,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpus of the bundle's training speakers: static calibration and the parity check use them")
     p.add_argument("--data", type=Path, default=None, help="its folder (CSV file for 'manifest')")
     p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="feature cache folder")
-    p.add_argument("--calibration-clips", type=int, default=200, help="training clips for static calibration")
+    p.add_argument("--calibration-clips", type=positive_int, default=200, help="training clips for static calibration")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.set_defaults(func=_cmd_export)
 
@@ -350,21 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help=".onnx file written by `ser export`")
     p.add_argument("audio", nargs="+", type=Path, help="WAV/FLAC/OGG/MP3 files")
     p.add_argument("--timeline", action="store_true", help="per-window emotions for long recordings")
-    p.add_argument("--window", type=float, default=None, help="timeline window in seconds (default: clip length)")
-    p.add_argument("--hop", type=float, default=None, help="timeline hop in seconds (default: half the window)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--window", type=positive_float, default=None, help="timeline window in seconds (default: clip length)")
+    p.add_argument("--hop", type=positive_float, default=None, help="timeline hop in seconds (default: half the window)")
+    p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime threads (default: all cores)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("serve", help="HTTP service: POST audio to /predict, get the emotion (no torch)",
                        formatter_class=fmt)
     p.add_argument("--model", required=True, type=Path, help=".onnx file written by `ser export`")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    p.add_argument("--port", type=int, default=8000, help="TCP port")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per worker (default: all cores)")
-    p.add_argument("--max-mb", type=float, default=20.0, help="largest upload accepted (MB)")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio accepted (seconds)")
-    p.add_argument("--min-seconds", type=float, default=0.25, help="shortest audio accepted (seconds)")
+    p.add_argument("--port", type=port, default=8000, help="TCP port")
+    p.add_argument("--workers", type=positive_int, default=1, help="uvicorn worker processes")
+    p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime threads per worker (default: all cores)")
+    p.add_argument("--max-mb", type=positive_float, default=20.0, help="largest upload accepted (MB)")
+    p.add_argument("--max-seconds", type=positive_float, default=600.0, help="longest audio accepted (seconds)")
+    p.add_argument("--min-seconds", type=positive_float, default=0.25, help="shortest audio accepted (seconds)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("client", help="send audio files to a running `ser serve` and print its answers",
@@ -372,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="+", type=Path, help="audio files")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
     p.add_argument("--timeline", action="store_true", help="ask for per-window results")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer")
+    p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds to wait for each answer")
     p.set_defaults(func=_cmd_client)
     return parser
 

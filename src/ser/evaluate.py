@@ -177,14 +177,15 @@ def predictions_table(manifest, probs: dict, labels) -> pd.DataFrame:
         labels: class names.
 
     Returns:
-        Columns ``split, path, speaker, emotion, p_<label>...``; val rows first.
+        Columns ``split, path, corpus, speaker, emotion, p_<label>...``; val rows first
+        (``corpus`` with ``speaker`` identifies a person: ``ser.splits.speaker_keys``).
     """
     import pandas as pd
 
     split = manifest["split"].astype(str).to_numpy()
     rows = []
     for s in ("val", "test"):
-        part = manifest.loc[split == s, ["path", "speaker", "emotion"]].reset_index(drop=True)
+        part = manifest.loc[split == s, ["path", "corpus", "speaker", "emotion"]].reset_index(drop=True)
         part.insert(0, "split", s)
         rows.append(pd.concat([part, pd.DataFrame(probs[s], columns=[f"p_{lab}" for lab in labels])], axis=1))
     return pd.concat(rows)

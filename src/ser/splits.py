@@ -26,7 +26,17 @@ class SplitError(SerError, ValueError):
 
 
 def speaker_keys(df: pd.DataFrame) -> pd.Series:
-    """A corpus-qualified speaker id, so speaker "01" of two corpora stays two people."""
+    """A corpus-qualified speaker id, so speaker "01" of two corpora stays two people.
+
+    Tables written before runs recorded the corpus (no ``corpus`` column) fall back to
+    the bare speaker id: they always held one corpus.
+
+    Example:
+        >>> speaker_keys(pd.DataFrame({"corpus": ["a", "b"], "speaker": ["01", "01"]})).tolist()
+        ['a/01', 'b/01']
+    """
+    if "corpus" not in df.columns:
+        return df["speaker"].astype(str)
     return df["corpus"].astype(str) + "/" + df["speaker"].astype(str)
 
 
@@ -68,8 +78,8 @@ def speaker_split(manifest: pd.DataFrame, val: float = 0.15, test: float = 0.15,
 
     Args:
         manifest: a manifest (``path, corpus, speaker, emotion, duration``, ...).
-        val: fraction of speakers for validation (at least one speaker when > 0).
-        test: fraction of speakers for test (at least one speaker when > 0).
+        val: fraction of speakers for validation, in (0, 1); at least one speaker.
+        test: fraction of speakers for test, in (0, 1); at least one speaker.
         seed: the same seed gives the same split.
 
     Returns:
@@ -78,12 +88,13 @@ def speaker_split(manifest: pd.DataFrame, val: float = 0.15, test: float = 0.15,
     Raises:
         SplitError: too few speakers for the fractions asked.
     """
-    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-        raise SplitError(f"val={val}, test={test}: each must be in [0, 1) and their sum below 1")
+    # training needs validation speakers (model selection) and a study needs test speakers
+    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
+        raise SplitError(f"val={val}, test={test}: each must be in (0, 1) and their sum below 1 "
+                         f"(a split needs train, validation and test speakers)")
     keys, counts = _profiles(manifest)
     n = len(keys)
-    n_test = max(1, round(test * n)) if test > 0 else 0
-    n_val = max(1, round(val * n)) if val > 0 else 0
+    n_test, n_val = max(1, round(test * n)), max(1, round(val * n))
     if n - n_test - n_val < 1:
         raise SplitError(
             f"{n} speaker(s) cannot make a speaker-disjoint split with val={val}, test={test}: "
@@ -146,6 +157,7 @@ def check_speaker_disjoint(df: pd.DataFrame) -> None:
 
 
 def split_speakers(df: pd.DataFrame) -> dict[str, list[str]]:
-    """The speakers of each split (for checkpoints and reports)."""
+    """The corpus-qualified speakers (:func:`speaker_keys`) of each split, for checkpoints and reports."""
     check_speaker_disjoint(df)
-    return {s: sorted(df.loc[df["split"] == s, "speaker"].astype(str).unique()) for s in SPLITS}
+    keys = speaker_keys(df)
+    return {s: sorted(keys[df["split"] == s].unique()) for s in SPLITS}

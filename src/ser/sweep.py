@@ -26,8 +26,8 @@ import pandas as pd
 from .cache import DEFAULT_ROOT
 from .errors import SerError
 from .features import resolve_names
-from .featurize import extract_corpus
-from .train import TrainConfig, _waveform_chain, train_runs
+from .cache import extract_corpus
+from .train import TrainConfig, TrainResult, train_runs, waveform_chain
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,11 @@ class SweepError(SerError, ValueError):
     """A grid that does not describe training recipes."""
 
 
-def _row(res: dict) -> dict:
-    test = res["test"]
-    return {"val_uar": res["val"]["uar"], "test_uar": test["uar"], "test_lo": test["ci"]["uar"][0],
-            "test_hi": test["ci"]["uar"][1], "test_accuracy": test["accuracy"], "best_epoch": res["best_epoch"],
-            "epochs_run": res["epochs_run"], "train_seconds": round(res["train_seconds"], 1),
-            "device": res.get("device", "")}
+def _row(res: TrainResult) -> dict:
+    test = res.test
+    return {"val_uar": res.val["uar"], "test_uar": test["uar"], "test_lo": test["ci"]["uar"][0],
+            "test_hi": test["ci"]["uar"][1], "test_accuracy": test["accuracy"], "best_epoch": res.best_epoch,
+            "epochs_run": res.epochs_run, "train_seconds": round(res.train_seconds, 1), "device": res.device}
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -49,6 +48,30 @@ def _markdown(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([str(i), *map(str, r)]) + " |" for i, r in zip(df.index, df.itertuples(index=False))]
     return "\n".join(lines)
+
+
+def recipe_config(base: TrainConfig, overrides: Mapping[str, Any], **fields: Any) -> TrainConfig:
+    """``base`` with a recipe's overrides (and ``fields``) applied.
+
+    JSON grids name nested configs by value: ``"augment"`` is ``true``/``false`` (on or
+    off) or an object of ``AugmentConfig`` fields, ``"clip"`` an object of ``ClipConfig``
+    fields.
+
+    Example:
+        >>> recipe_config(TrainConfig(), {"augment": False, "clip": {"seconds": 2.0}}).augment.enabled
+        False
+    """
+    ov = {**overrides, **fields}
+    if isinstance(ov.get("augment"), bool):
+        ov["augment"] = replace(base.augment, enabled=ov["augment"])
+    elif isinstance(ov.get("augment"), Mapping):
+        ov["augment"] = replace(base.augment, **ov["augment"])
+    if isinstance(ov.get("clip"), Mapping):
+        ov["clip"] = replace(base.clip, **ov["clip"])
+    try:
+        return replace(base, **ov)
+    except TypeError as e:
+        raise SweepError(f"recipe overrides {dict(overrides)}: {e}") from e
 
 
 def check_grid(grid: Any) -> None:
@@ -93,8 +116,8 @@ def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], feature
     chains = {}
     for seed in seeds:
         for ov in grid.values():
-            cfg = replace(base, seed=seed, **ov)
-            chain, copies = _waveform_chain(cfg)
+            cfg = recipe_config(base, ov, seed=seed)
+            chain, copies = waveform_chain(cfg)
             if copies:
                 chains[json.dumps([chain, copies, asdict(cfg.clip)], sort_keys=True)] = (chain, copies, cfg.clip)
     for chain, copies, clip in chains.values():
@@ -102,10 +125,10 @@ def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], feature
                        progress=progress, augment=chain, copies=copies)
     log.info("features ready in %.0f s", time.perf_counter() - t0)
 
-    runs = {(recipe, seed, name): (manifest, replace(base, feature=name, seed=seed, **ov), out / recipe / f"s{seed}" / name)
+    runs = {(recipe, seed, name): (manifest, recipe_config(base, ov, feature=name, seed=seed), out / recipe / f"s{seed}" / name)
             for recipe, ov in grid.items() for seed in seeds for name in names}
     # a finished run is read back, not redone (re-testing it would lose its training time)
-    done = {t[2]: json.loads((t[2] / "metrics.json").read_text())
+    done = {t[2]: TrainResult.from_dict(json.loads((t[2] / "metrics.json").read_text()))
             for t in runs.values() if (t[2] / "metrics.json").is_file()}
     done.update(train_runs([t for t in runs.values() if t[2] not in done], parallel=parallel, threads=threads,
                            progress=progress, cache_dir=cache_dir, tracking=False))

@@ -1,12 +1,13 @@
 """Train one AudioResNet on one representation, on a speaker-disjoint split.
 
-Reads top to bottom: seed, data, model, loop (train, evaluate on validation, save on
-improvement, patience), then the test evaluation of the best checkpoint.
+``train_feature`` reads top to bottom in six steps: set up, data (:func:`load_data`),
+model, resume, epochs (:func:`train_epoch`, validation, save on improvement, patience),
+then the test of the best checkpoint (:func:`evaluate_best`).
 
 Example:
     >>> from ser.train import TrainConfig, train_feature
     >>> result = train_feature(split_manifest, TrainConfig(feature="mel", epochs=30), "runs/mel")  # doctest: +SKIP
-    >>> result["test"]["uar"]                                                                     # doctest: +SKIP
+    >>> result.test["uar"]                                                                        # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -25,15 +26,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .audio import ClipConfig
+from .augment import AugmentConfig, augmentation_for, waveform_augmentation
 from .cache import DEFAULT_ROOT
 from .checkpoint import load_checkpoint, load_resume_state, save_checkpoint, save_resume_state
 from .evaluate import evaluate_predictions, predictions_table
 from .fileio import write_json_atomic
 from .features import feature_key, get_config
-from .featurize import load_features
+from .cache import load_features
 from .models import build_model
-from .splits import check_speaker_disjoint, split_speakers
-from .tracking import Tracker
+from .splits import SplitError, check_speaker_disjoint, speaker_keys, split_speakers
+from .tracking import Tracker, prepare_store
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,9 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast for the training steps only; weights, optimiser, evaluation stay fp32
     patience: int = 6  # epochs without a better validation UAR before stopping
     seed: int = 0  # weights, batch order, augmentation draws
-    augment: bool = True  # augment training clips (never val/test): waveform copies + online feature masks
-    aug_copies: int = 4  # waveform-augmented copies per training clip, cached (0 = none)
-    num_workers: int = 0  # kept for API stability; features are in memory
+    # training clips only (never val/test): cached waveform copies (augment.copies) + online
+    # feature masks; AugmentConfig(enabled=False) turns both off; its seed is replaced by ``seed``
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)  # how files become clips
     n_boot: int = 1000  # bootstrap resamples for the test confidence intervals
 
@@ -100,28 +102,150 @@ def predict_proba(model: nn.Module, x: np.ndarray, device: torch.device, batch_s
     return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
 
 
-def _feature_augmenter(cfg: TrainConfig):
-    if not cfg.augment:
+def _augment_config(cfg: TrainConfig) -> AugmentConfig:
+    # the run's seed drives every augmentation draw, so one --seed reproduces a run
+    return replace(cfg.augment, seed=cfg.seed)
+
+
+def feature_augmenter(cfg: TrainConfig) -> tuple[Any, dict | None]:
+    """The online feature augmentation of training batches (callable, its dict), or ``(None, None)``."""
+    if not cfg.augment.enabled:
         return None, None
-    from .augment import AugmentConfig, augmentation_for
-
-    aug = augmentation_for(cfg.feature, AugmentConfig(seed=cfg.seed))
-    return aug, aug.to_dict() if hasattr(aug, "to_dict") else {"name": str(aug)}
+    aug = augmentation_for(cfg.feature, _augment_config(cfg))
+    return aug, aug.to_dict()
 
 
-def _waveform_chain(cfg: TrainConfig) -> tuple[dict | None, int]:
-    """The waveform augmentation chain (its dict, the cache key) and the copy count."""
-    if not cfg.augment or cfg.aug_copies <= 0:
+def waveform_chain(cfg: TrainConfig) -> tuple[dict | None, int]:
+    """The waveform augmentation chain (its dict, part of the cache key) and the copy count."""
+    if not cfg.augment.enabled or cfg.augment.copies <= 0:
         return None, 0
-    from .augment import AugmentConfig, waveform_augmentation
+    return waveform_augmentation(_augment_config(cfg)).to_dict(), cfg.augment.copies
 
-    return waveform_augmentation(AugmentConfig(seed=cfg.seed)).to_dict(), cfg.aug_copies
+
+@dataclass
+class TrainData:
+    """One run's arrays: labels, split masks and normalised features (train, with its copies)."""
+
+    labels: list[str]  # class names, canonical order, those present in the manifest
+    y: np.ndarray  # (clips,) class index per clip
+    train: np.ndarray  # boolean masks over the manifest's rows
+    val: np.ndarray
+    test: np.ndarray
+    x: np.ndarray  # (clips, rows, frames) every clip, normalised with training statistics
+    x_train: np.ndarray  # (n_train, 1 + copies, rows, frames): variant 0 clean, then augmented copies
+    mean: np.ndarray  # (rows,) per-row training mean and std
+    std: np.ndarray
+    augment: dict[str, Any]  # the augmentation actually applied (logged and saved with the model)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports (``metrics.json`` holds :meth:`to_dict`)."""
+
+    feature: str  # the representation trained on
+    labels: list[str]  # class names, the model's output order
+    best_epoch: int  # the epoch of the saved checkpoint
+    epochs_run: int  # epochs trained over all sessions of the run
+    train_seconds: float  # training time over all sessions (a resume adds up)
+    device: str  # where it trained
+    val: dict[str, Any]  # validation metrics of the best checkpoint
+    test: dict[str, Any] | None  # test metrics with speaker-bootstrap CIs (None without test clips)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainResult":
+        """Read back a ``metrics.json`` (extra keys are ignored)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def load_data(manifest: pd.DataFrame, cfg: TrainConfig, cache_dir: str | Path = DEFAULT_ROOT, jobs: int = 1,
+              progress: bool = True) -> TrainData:
+    """Cached features, labels in canonical order, normalisation from training clips only."""
+    from .corpora import EMOTIONS
+
+    check_speaker_disjoint(manifest)
+    labels = [e for e in EMOTIONS if e in set(manifest["emotion"])]
+    y = manifest["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
+    split = manifest["split"].to_numpy()
+    tr, va, te = (split == "train"), (split == "val"), (split == "test")
+    if not tr.any() or not va.any():
+        raise SplitError("the split needs train and val clips; make it with speaker_split or speaker_folds")
+    feat_cfg = {cfg.feature: get_config(cfg.feature)}
+    X = load_features(manifest, [cfg.feature], feat_cfg, cfg.clip, cache_dir, jobs=jobs,
+                      progress=progress)[cfg.feature]
+    wave_aug, copies = waveform_chain(cfg)
+    if copies:
+        X_train = load_features(manifest[tr], [cfg.feature], feat_cfg, cfg.clip, cache_dir, jobs=jobs,
+                                progress=progress, augment=wave_aug, copies=copies)[cfg.feature]
+    else:
+        X_train = X[tr][:, None]
+    mean, std = normalization(X[tr])
+    _, feature_aug = feature_augmenter(cfg)
+    return TrainData(
+        labels=labels, y=y, train=tr, val=va, test=te,
+        x=((X - mean[None, :, None]) / std[None, :, None]).astype(np.float32),
+        x_train=((X_train - mean[None, None, :, None]) / std[None, None, :, None]).astype(np.float32),
+        mean=mean, std=std, augment={"feature": feature_aug, "waveform": wave_aug, "copies": copies})
+
+
+def train_epoch(model: nn.Module, data: TrainData, cfg: TrainConfig, epoch: int, opt: torch.optim.Optimizer,
+                sched: Any, loss_fn: nn.Module, augment: Any, device: torch.device) -> float:
+    """One pass over the training clips; returns the mean training loss.
+
+    Order, copy choice, augmentation and mixup draws depend only on (seed, epoch), so a
+    resumed run replays exactly what an uninterrupted one would have done.
+    """
+    model.train()
+    rng = np.random.default_rng([cfg.seed, epoch])
+    torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws, also per epoch
+    y_train = data.y[data.train]
+    order = rng.permutation(len(y_train))
+    total = 0.0
+    for i in range(0, len(order), cfg.batch_size):
+        b = order[i:i + cfg.batch_size]
+        xb = data.x_train[b, rng.integers(0, data.x_train.shape[1], size=len(b))]  # clean or a copy
+        if augment is not None:
+            xb = np.stack([augment(x, rng) for x in xb]).astype(np.float32)
+        xb_t = torch.from_numpy(np.ascontiguousarray(xb)).to(device)
+        yb_t = torch.from_numpy(y_train[b]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            if cfg.mixup > 0:
+                lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                perm = torch.from_numpy(rng.permutation(len(b))).to(device)
+                logits = model(lam * xb_t + (1 - lam) * xb_t[perm])
+                loss = lam * loss_fn(logits, yb_t) + (1 - lam) * loss_fn(logits, yb_t[perm])
+            else:
+                loss = loss_fn(model(xb_t), yb_t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * len(b)
+    return total / len(order)
+
+
+def evaluate_best(out: Path, manifest: pd.DataFrame, data: TrainData, cfg: TrainConfig,
+              device: torch.device) -> tuple[dict[str, np.ndarray], dict, dict | None, int]:
+    """The best checkpoint on validation and held-out test speakers.
+
+    Returns ``(probabilities per part, val metrics, test metrics or None, best epoch)``;
+    test CIs resample whole (corpus-qualified) speakers.
+    """
+    best, best_meta = load_checkpoint(out / "model.pt", device=device)
+    probs = {s: predict_proba(best, data.x[m], device) for s, m in (("val", data.val), ("test", data.test))}
+    groups = speaker_keys(manifest).to_numpy()
+    val = evaluate_predictions(probs["val"], data.y[data.val], data.labels, n_boot=0)
+    test = (evaluate_predictions(probs["test"], data.y[data.test], data.labels, n_boot=cfg.n_boot, seed=cfg.seed,
+                                 groups=groups[data.test]) if data.test.any() else None)
+    return probs, val, test, int(best_meta["epoch"])
 
 
 def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path, *,
                   cache_dir: str | Path = DEFAULT_ROOT, tracking: bool = True, resume: bool = False,
                   jobs: int = 1, progress: bool = True, experiment: str = "ser",
-                  stop_after: int | None = None) -> dict[str, Any]:
+                  stop_after: int | None = None) -> TrainResult:
     """Train, validate and test one model; the best checkpoint goes to ``out_dir``.
 
     Args:
@@ -139,57 +263,39 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
             later with ``resume=True``).
 
     Returns:
-        ``{"val": metrics, "test": metrics, "best_epoch": int, "epochs_run": int, ...}``.
+        The run's :class:`TrainResult`.
     """
+    # 1. set up: folder, seeds, device
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    check_speaker_disjoint(manifest)
     seed_everything(cfg.seed)
     device = pick_device()
     if cfg.bf16 and not bf16_native(device):
         log.warning("bf16 asked for, but %s has no native bfloat16: training will be slower, not faster", device)
 
-    # data: cached features, labels in canonical order, normalisation from train only
-    feat_cfg = get_config(cfg.feature)
-    from .corpora import EMOTIONS
+    # 2. data
+    data = load_data(manifest, cfg, cache_dir, jobs, progress)
+    labels, n_train = data.labels, int(data.train.sum())
+    augment, _ = feature_augmenter(cfg)
 
-    labels = [e for e in EMOTIONS if e in set(manifest["emotion"])]
-    y = manifest["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
-    split = manifest["split"].to_numpy()
-    tr, va, te = (split == "train"), (split == "val"), (split == "test")
-    if not tr.any() or not va.any():
-        raise ValueError("the split needs train and val clips; make it with speaker_split")
-    X = load_features(manifest, [cfg.feature], {cfg.feature: feat_cfg}, cfg.clip, cache_dir,
-                      jobs=jobs, progress=progress)[cfg.feature]
-    wave_aug, copies = _waveform_chain(cfg)
-    if copies:  # (n_train, 1 + copies, rows, frames); variant 0 is the clean clip
-        X_train = load_features(manifest[tr], [cfg.feature], {cfg.feature: feat_cfg}, cfg.clip, cache_dir,
-                                jobs=jobs, progress=progress, augment=wave_aug, copies=copies)[cfg.feature]
-    else:
-        X_train = X[tr][:, None]
-    mean, std = normalization(X[tr])
-    Xn = ((X - mean[None, :, None]) / std[None, :, None]).astype(np.float32)
-    X_train = ((X_train - mean[None, None, :, None]) / std[None, None, :, None]).astype(np.float32)
-    y_train = y[tr]
-    counts = np.bincount(y_train, minlength=len(labels)).astype(np.float64)
-    class_w = torch.tensor(len(y_train) / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32)
-    augment, augment_dict = _feature_augmenter(cfg)
-    augment_dict = {"feature": augment_dict, "waveform": wave_aug, "copies": copies}
-
-    # model, optimiser, schedule
-    model = build_model(cfg.model, labels, X.shape[1], dropout=cfg.dropout).to(device)
+    # 3. model, optimiser, schedule, class-weighted loss
+    model = build_model(cfg.model, labels, data.x.shape[1], dropout=cfg.dropout).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, math.ceil(tr.sum() / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
-                                                steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs, pct_start=0.2,
+                                                steps_per_epoch=max(1, math.ceil(n_train / cfg.batch_size)))
+    counts = np.bincount(data.y[data.train], minlength=len(labels)).astype(np.float64)
+    class_w = torch.tensor(n_train / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=class_w.to(device), label_smoothing=cfg.label_smoothing)
+    feat_key = feature_key(cfg.feature, get_config(cfg.feature))
     meta = {
-        "labels": labels, "feature": cfg.feature, "feature_key": feature_key(cfg.feature, feat_cfg),
-        "clip": asdict(cfg.clip), "mean": mean.tolist(), "std": std.tolist(), "height": int(X.shape[1]),
-        "model": cfg.model, "dropout": cfg.dropout, "speakers": split_speakers(manifest),
-        "train_config": asdict(cfg), "augment": augment_dict,
+        "labels": labels, "feature": cfg.feature, "feature_key": feat_key,
+        "clip": asdict(cfg.clip), "mean": data.mean.tolist(), "std": data.std.tolist(),
+        "height": int(data.x.shape[1]), "model": cfg.model, "dropout": cfg.dropout,
+        "speakers": split_speakers(manifest), "train_config": asdict(cfg), "augment": data.augment,
         "corpus": sorted(map(str, manifest["corpus"].unique())),
     }
+
+    # 4. resume where a previous session stopped
     start_epoch, best_uar, best_epoch, stale, seconds_before = 0, -1.0, -1, 0, 0.0
     if resume and (out / "resume.pt").exists():
         state = load_resume_state(out / "resume.pt", model, opt, sched)
@@ -198,49 +304,18 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
         seconds_before = float(state.get("seconds", 0.0))  # older resume.pt files lack it
         log.info("resuming %s at epoch %d (best val UAR %.3f)", cfg.feature, start_epoch, best_uar)
 
+    # 5. epochs: train, validate, save on improvement, stop on patience
     tracker = Tracker(out, experiment, run_name=f"{cfg.feature}", enabled=tracking)
-    tracker.log_params({**asdict(cfg), "feature_config": feature_key(cfg.feature, feat_cfg),
-                        "augment_chain": augment_dict, "n_train": int(tr.sum()), "n_val": int(va.sum()),
-                        "n_test": int(te.sum()), "device": str(device)})
-    idx_train = np.arange(len(y_train))
+    tracker.log_params({**asdict(cfg), "feature_config": feat_key, "augment_chain": data.augment,
+                        "n_train": n_train, "n_val": int(data.val.sum()), "n_test": int(data.test.sum()),
+                        "device": str(device)})
     t0 = time.perf_counter()
     epoch = start_epoch - 1
-    # a resumed run that had already stopped early has nothing left to train
-    end_epoch = start_epoch if stale >= cfg.patience else cfg.epochs
+    end_epoch = start_epoch if stale >= cfg.patience else cfg.epochs  # a stopped run has nothing left
     bar = tqdm(range(start_epoch, end_epoch), desc=f"train {cfg.feature}", unit="epoch", disable=not progress)
     for epoch in bar:
-        # one epoch: order and augmentation draws depend only on (seed, epoch), so a resume
-        # replays exactly what an uninterrupted run would have done
-        model.train()
-        rng = np.random.default_rng([cfg.seed, epoch])
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws, also per epoch
-        order = rng.permutation(idx_train)
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            b = order[i:i + cfg.batch_size]
-            xb = X_train[b, rng.integers(0, X_train.shape[1], size=len(b))]  # clean or a copy
-            if augment is not None:
-                xb = np.stack([augment(x, rng) for x in xb]).astype(np.float32)
-            xb_t = torch.from_numpy(np.ascontiguousarray(xb)).to(device)
-            yb_t = torch.from_numpy(y_train[b]).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                if cfg.mixup > 0:  # the draws come from the epoch's rng, so a resume replays them too
-                    lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                    perm = torch.from_numpy(rng.permutation(len(b))).to(device)
-                    logits = model(lam * xb_t + (1 - lam) * xb_t[perm])
-                    loss = lam * loss_fn(logits, yb_t) + (1 - lam) * loss_fn(logits, yb_t[perm])
-                else:
-                    loss = loss_fn(model(xb_t), yb_t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(b)
-        train_loss = total / len(order)
-
-        # evaluate on validation speakers; save on improvement; patience
-        val_probs = predict_proba(model, Xn[va], device)
-        val = evaluate_predictions(val_probs, y[va], labels, n_boot=0)
+        train_loss = train_epoch(model, data, cfg, epoch, opt, sched, loss_fn, augment, device)
+        val = evaluate_predictions(predict_proba(model, data.x[data.val], device), data.y[data.val], labels, n_boot=0)
         tracker.log_metrics({"train_loss": train_loss, "val_uar": val["uar"], "val_accuracy": val["accuracy"],
                              "val_macro_f1": val["macro_f1"], "lr": sched.get_last_lr()[0]}, step=epoch)
         bar.set_postfix(loss=f"{train_loss:.3f}", val_uar=f"{val['uar']:.3f}")
@@ -259,25 +334,19 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
             break
     bar.close()
 
-    # test the best checkpoint on the held-out speakers
-    best, best_meta = load_checkpoint(out / "model.pt", device=device)
-    probs = {s: predict_proba(best, Xn[m], device) for s, m in (("val", va), ("test", te))}
-    groups = manifest["speaker"].to_numpy()
-    result = {
-        "feature": cfg.feature, "labels": labels, "best_epoch": best_meta["epoch"], "epochs_run": epoch + 1,
-        # all sessions of a resumed run, so a study's leaderboard keeps the real cost
-        "train_seconds": seconds_before + time.perf_counter() - t0, "device": str(device),
-        "val": evaluate_predictions(probs["val"], y[va], labels, n_boot=0),
-        "test": (evaluate_predictions(probs["test"], y[te], labels, n_boot=cfg.n_boot, seed=cfg.seed,
-                                      groups=groups[te]) if te.any() else None),
-    }
-    write_json_atomic(out / "metrics.json", result)
+    # 6. test the best checkpoint on the held-out speakers; write metrics and predictions
+    probs, val, test, best_epoch = evaluate_best(out, manifest, data, cfg, device)
+    result = TrainResult(feature=cfg.feature, labels=labels, best_epoch=best_epoch, epochs_run=epoch + 1,
+                         # all sessions of a resumed run, so a study's leaderboard keeps the real cost
+                         train_seconds=seconds_before + time.perf_counter() - t0, device=str(device),
+                         val=val, test=test)
+    write_json_atomic(out / "metrics.json", result.to_dict())
     predictions_table(manifest, probs, labels).to_csv(out / "predictions.csv", index=False)
-    tracker.finish(result, labels)
+    tracker.finish(result.to_dict(), labels)
     return result
 
 
-def _train_one(task: tuple) -> tuple[Path, dict]:
+def _train_one(task: tuple) -> tuple[Path, TrainResult]:
     """One run in a worker process (top level, so a spawned process can import it)."""
     split_df, run_cfg, run, kwargs, threads = task
     import torch
@@ -287,7 +356,7 @@ def _train_one(task: tuple) -> tuple[Path, dict]:
 
 
 def train_runs(tasks: list, *, parallel: int = 1, threads: int | None = None, progress: bool = True,
-               **kwargs: Any) -> dict[Path, dict]:
+               **kwargs: Any) -> dict[Path, TrainResult]:
     """Train every ``(manifest, config, out_dir)`` task with :func:`train_feature`.
 
     Args:
@@ -307,13 +376,9 @@ def train_runs(tasks: list, *, parallel: int = 1, threads: int | None = None, pr
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from tqdm.auto import tqdm
-
     parallel = min(parallel, len(tasks))
     threads = threads or max(1, (os.cpu_count() or 1) // parallel)
     if kwargs.get("tracking"):  # the MLflow store is set up once here, not raced by every worker
-        from .tracking import prepare_store
-
         prepare_store(kwargs.get("experiment", "ser"))
     # spawn, not fork: CUDA and torch's thread pools do not survive a fork
     with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
@@ -323,10 +388,5 @@ def train_runs(tasks: list, *, parallel: int = 1, threads: int | None = None, pr
         for fut in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run", disable=not progress):
             run, res = fut.result()
             results[run] = res
-            log.info("%s: val UAR %.3f", run, res["val"]["uar"])
+            log.info("%s: val UAR %.3f", run, res.val["uar"])
     return results
-
-
-def with_overrides(cfg: TrainConfig, **kw: Any) -> TrainConfig:
-    """A copy of ``cfg`` with fields replaced (unknown names raise TypeError)."""
-    return replace(cfg, **kw)

@@ -91,7 +91,8 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
-def _as_waveform(y: Any, name: str) -> np.ndarray:
+def as_waveform(y: Any, name: str) -> np.ndarray:
+    """``y`` as a finite 1-D float32 waveform, or an AugmentError naming the strategy ``name``."""
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise AugmentError(f"{name}: expects mono 1-D audio, got shape {y.shape}")
@@ -115,7 +116,7 @@ class WaveformAugmentation(Augmentation):
     kind: ClassVar[str] = "waveform"
 
     def __call__(self, y: Any, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
-        y = _as_waveform(y, self.name)
+        y = as_waveform(y, self.name)
         if not self.fires(rng) or y.size == 0:
             return y
         out = self.apply(y.copy(), rng, sr)

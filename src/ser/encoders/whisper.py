@@ -123,10 +123,10 @@ class WhisperEncoder(nn.Module):
 
     def embed(self, mel: Tensor) -> Tensor:
         """Convolutions, GELUs and positions: ``(B, n_mels, T) -> (B, ceil(T/2), n_state)``."""
-        if mel.dim() != 3 or mel.shape[1] != self.dims.n_mels:
-            raise EncoderError(f"expected a log-mel batch (B, {self.dims.n_mels}, frames), got {tuple(mel.shape)}")
-        # a plain Python check only outside tracing: the exported graph must not bake in T
+        # plain Python checks only outside tracing: the exported graph must not bake in T
         tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        if not tracing and (mel.dim() != 3 or mel.shape[1] != self.dims.n_mels):
+            raise EncoderError(f"expected a log-mel batch (B, {self.dims.n_mels}, frames), got {tuple(mel.shape)}")
         if not tracing and (mel.shape[2] + 1) // 2 > self.dims.n_ctx:
             raise EncoderError(
                 f"input of {mel.shape[2]} mel frames ({mel.shape[2] / 100:.1f} s) is longer than this "

@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..bundle import bundle_features, load_bundle, predict_bundle
+from ..ensemble.bundle import bundle_features, load_bundle, predict_bundle
 from ..evaluate import classification_metrics
-from .onnx_export import FILES, ExportError, _split_manifest, agreement, export_bundle
+from .onnx_export import FILES, ExportError, agreement, export_bundle, split_manifest
 from ..runtime import EmotionModel
 
 NAMES = {"pytorch": "PyTorch fp32", "fp32": "ONNX fp32", "int8_static": "ONNX int8 static (QDQ, per-channel)",
@@ -60,7 +60,7 @@ def compare_precisions(bundle: str | Path, export_dir: str | Path, corpus: str, 
         export_bundle(bundle, export_dir, quantize="both", corpus=corpus, data=data, cache_dir=cache_dir,
                       progress=progress)
     models, meta = load_bundle(bundle)
-    manifest = _split_manifest(meta, corpus, data)
+    manifest = split_manifest(meta, corpus, data)
     test = manifest[manifest["split"] == "test"]
     if test.empty:
         raise ExportError("no test-speaker clips to compare on")

@@ -2,7 +2,7 @@
 
 Reads top to bottom: load the bundle, wrap its members in :class:`EnsembleModule`
 (normalisation, per-member softmax, weights, temperature: the exact computation of
-``ser.bundle.predict_bundle``), export with a dynamic batch and time axis, optimise the
+``ser.ensemble.predict_bundle``), export with a dynamic batch and time axis, optimise the
 graph offline with onnxruntime, write the ser metadata (labels, feature configs, clip,
 weights, temperature) into ``metadata_props``, validate with ``onnx.checker``, check
 parity with PyTorch, then quantize.
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bundle import bundle_features, load_bundle, predict_bundle
-from ..calibration import EPS
+from ..ensemble.bundle import bundle_features, load_bundle, predict_bundle
+from ..ensemble.calibration import EPS
 from ..errors import SerError
 from ..fileio import atomic_write_bytes, write_json_atomic
 from ..features import output_shape
@@ -151,20 +151,25 @@ def optimize_offline(model_bytes: bytes, tmp_dir: Path) -> bytes:
     return dst.read_bytes()
 
 
-def _split_manifest(meta: Mapping[str, Any], corpus: str | None, data: str | Path | None):
+def split_manifest(meta: Mapping[str, Any], corpus: str | None, data: str | Path | None):
     """The corpus manifest with the bundle's split column, or None without a corpus."""
     if corpus is None and data is None:
         return None
     if corpus is None or data is None:
         raise ExportError("give both --corpus and --data (the corpus the bundle was trained on), or neither")
     from ..corpora import load_manifest
+    from ..splits import speaker_keys
 
     speakers = meta.get("speakers") or {}
     if not speakers.get("train") or not speakers.get("test"):
         raise ExportError("the bundle records no train/test speakers; re-create it with `ser ensemble`")
     manifest = load_manifest(corpus, data)
     where = {s: split for split, ss in speakers.items() for s in ss}
-    manifest = manifest.assign(split=manifest["speaker"].astype(str).map(where))
+    # corpus-qualified ids, so speaker "01" of another corpus in a mixed manifest is not taken
+    # for a training speaker; bundles from before they were qualified hold bare ids of one corpus
+    qualified = any("/" in s for s in where)
+    ids = speaker_keys(manifest) if qualified else manifest["speaker"].astype(str)
+    manifest = manifest.assign(split=ids.map(where))
     if not manifest["split"].eq("train").any():
         raise ExportError(f"no clip of {corpus} at {data} belongs to the bundle's training speakers "
                           f"{speakers['train'][:5]}...; is this the corpus the bundle was trained on?")
@@ -223,7 +228,7 @@ def export_bundle(bundle: str | Path, out_dir: str | Path, quantize: str | Itera
     if kinds is None or any(k not in FILES for k in kinds):
         raise ExportError(f"quantize={quantize!r}; choose from {', '.join(QUANTIZE)}")
     models, meta = load_bundle(bundle)
-    manifest = _split_manifest(meta, corpus, data)
+    manifest = split_manifest(meta, corpus, data)
     if "int8_static" in kinds and manifest is None:
         raise ExportError("static int8 is calibrated on the bundle's training speakers: pass --corpus and --data "
                           "(or --quantize dynamic|none)")

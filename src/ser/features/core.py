@@ -4,10 +4,10 @@ banks and the per-call memo through which representations share intermediates.
 Every array is rows x frames, as librosa lays them out and as ``extract`` returns them.
 Precision follows librosa: the FFT runs in float64, the power spectrogram and what is
 built on it (mel, chroma, magnitudes) in float32, the small derived arrays (MFCC, deltas,
-dB differences) in float64. Filter banks are built with librosa once per parameter set
-(``functools.lru_cache``) and returned read-only, so the per-clip cost is matrix
-products only. librosa is imported lazily: a process that only extracts features never
-pays for librosa's import or numba compilation.
+dB differences) in float64. Filter banks are built once per parameter set
+(``functools.lru_cache``) by :mod:`ser.features.filters` (numpy, bit-identical to
+librosa's) and returned read-only, so the per-clip cost is matrix products only. The
+extractors never import librosa: serving pays for neither its import nor numba.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import numpy as np
 import scipy.ndimage
 
 from ..errors import SerError
+from .filters import chroma_filters, mel_filters
 
 log = logging.getLogger(__name__)
 
@@ -176,11 +177,9 @@ def mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None)
     """``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)``
     (float32, mels x bins) as a CSR sparse matrix: each bin feeds at most two triangular
     filters, so the product costs ~1/30 of the dense one."""
-    import librosa
     import scipy.sparse
 
-    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    csr = scipy.sparse.csr_matrix(basis.astype(np.float32))
+    csr = scipy.sparse.csr_matrix(mel_filters(sr, n_fft, n_mels, fmin, fmax))
     for part in (csr.data, csr.indices, csr.indptr):
         part.flags.writeable = False
     return csr
@@ -190,10 +189,7 @@ def mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None)
 def chroma_basis(sr: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarray:
     """``librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)``
     (float32, chroma x bins)."""
-    import librosa
-
-    basis = librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=tuning)
-    return _frozen(basis, np.float32)
+    return _frozen(chroma_filters(sr, n_fft, n_chroma, tuning), np.float32)
 
 
 @functools.lru_cache(maxsize=32)

@@ -6,6 +6,7 @@ A bundle is a folder written by ``ser ensemble`` (``OUT/bundle``): each member's
 normalisation mean/std, height, weight), the weights and the temperature. The
 probability it defines is ``softmax(log(sum_i w_i softmax(f_i((x_i - mean_i) / std_i))) / T)``;
 :func:`predict_bundle` computes it in PyTorch, the ONNX export (``ser.export``) in one graph.
+Only a single split's ensemble has a bundle: k fold ensembles are k models.
 
 Example:
     >>> models, meta = load_bundle("runs/demo/ensemble/bundle")                  # doctest: +SKIP
@@ -22,10 +23,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from ..errors import SerError
+from ..fileio import atomic_write_bytes, write_json_atomic
 from .calibration import apply_temperature
-from .checkpoint import CheckpointError, load_checkpoint
-from .errors import SerError
-from .fileio import atomic_write_bytes, write_json_atomic
 
 
 class BundleError(SerError, ValueError):
@@ -39,7 +39,7 @@ def write_bundle(out_dir: str | Path, members: list[dict], weights, temperature:
     The bundle is built in a temp folder and swapped in, so a killed run never leaves a
     mixture of two bundles.
     """
-    from . import __version__
+    from .. import __version__
 
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -75,6 +75,8 @@ def load_bundle(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
 
     Weights are read with ``torch.load(weights_only=True)`` (``ser.checkpoint.load_checkpoint``).
     """
+    from ..checkpoint import CheckpointError, load_checkpoint  # torch: only when models are loaded
+
     p = Path(path)
     js = p if p.suffix == ".json" else p / "bundle.json"
     if not js.is_file():
@@ -101,9 +103,9 @@ def load_bundle(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
 def bundle_features(meta: Mapping[str, Any], manifest: pd.DataFrame, cache_dir: str | Path = "feature_cache",
                     progress: bool = False) -> dict[str, np.ndarray]:
     """Each member's features (its own feature config and clip) for the clips of ``manifest``."""
-    from .audio import ClipConfig
-    from .features import config_from_key
-    from .featurize import load_features
+    from ..audio import ClipConfig
+    from ..features import config_from_key
+    from ..cache import load_features
 
     out = {}
     for m in meta["members"]:
@@ -118,7 +120,7 @@ def predict_bundle(bundle: tuple[dict, dict] | str | Path, features: Mapping[str
     normalise with each member's stored mean/std, softmax, weighted average, temperature."""
     import torch
 
-    from .train import predict_proba
+    from ..train import predict_proba
 
     models, meta = load_bundle(bundle) if isinstance(bundle, (str, Path)) else bundle
     total = None

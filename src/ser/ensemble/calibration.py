@@ -8,8 +8,6 @@ For averaged probabilities (an ensemble) the logits are their logarithms.
 
 Example:
     >>> import numpy as np
-
-from .fileio import save_figure
     >>> p = np.array([[0.99, 0.01], [0.98, 0.02], [0.97, 0.03], [0.02, 0.98]])
     >>> t = fit_temperature(p, [0, 1, 0, 1])
     >>> t > 1, expected_calibration_error(apply_temperature(p, t), [0, 1, 0, 1]) < \
@@ -21,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from ..fileio import save_figure
 
 N_BINS = 15  # equal-width confidence bins of the ECE and the reliability diagram
 EPS = 1e-12  # probability floor before the logarithm
@@ -110,7 +110,6 @@ def plot_reliability(panels: dict[str, dict[str, tuple]], path: str | Path, n_bi
     """
     from matplotlib.figure import Figure
 
-
     if not panels:
         raise ValueError("panels is empty: pass {title: {label: (probs, y_true)}}")
     fig = Figure(figsize=(4.2 * len(panels), 4.2), layout="constrained")
@@ -150,7 +149,7 @@ def speaker_table(probs, y_true, labels, speakers):
     """Per-speaker clips, correct, accuracy and UAR (a pandas DataFrame, worst accuracy first)."""
     import pandas as pd
 
-    from .evaluate import classification_metrics
+    from ..evaluate import classification_metrics
 
     p, y = _targets(probs, y_true)
     pred, spk = p.argmax(axis=1), np.asarray(speakers).astype(str)

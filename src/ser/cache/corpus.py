@@ -1,7 +1,12 @@
 """Features for clips and whole corpora, through the cache, in parallel over processes.
 
+The corpus level of the cache: :func:`clip_features` (one file, computing what its
+entry lacks), :func:`extract_corpus` (a manifest, in worker processes, with a progress
+bar; packs the corpus' entries at the end) and :func:`load_features` (the training data
+loader: stacked arrays in manifest order).
+
 Example:
-    >>> from ser.featurize import extract_corpus, load_features
+    >>> from ser.cache import extract_corpus, load_features
     >>> report = extract_corpus(manifest, ["mel", "mfcc"], jobs=2)     # doctest: +SKIP
     >>> print(report)                                                  # doctest: +SKIP
     1440 clips x 2 features: computed 2880, reused 0 in 41.2 s
@@ -22,25 +27,29 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import cache as cache_mod
-from .audio import ClipConfig, load_audio, prepare_clip
-from .cache import DEFAULT_ROOT, FeatureCache, file_hash, section_key
-from .features import extract, feature_key, get_config, resolve_names
+from ..audio import ClipConfig, load_audio, prepare_clip
+from ..features import extract, feature_key, get_config, resolve_names
+from . import entry as entry_format
+from .entry import file_hash, section_key
+from .store import DEFAULT_ROOT, FeatureCache
 
 log = logging.getLogger(__name__)
 
 CHUNK = 16  # clips per task handed to a worker process
 
 
-def _keys(names: Sequence[str], configs: Mapping[str, Any], clip: ClipConfig,
-          augment: Mapping[str, Any] | None = None, copies: int = 0) -> dict[tuple[str, int], str]:
+def section_keys(names: Sequence[str], configs: Mapping[str, Any], clip: ClipConfig,
+                 augment: Mapping[str, Any] | None = None, copies: int = 0) -> dict[tuple[str, int], str]:
     """Section keys per (feature, variant): variant 0 is the clean clip, 1..copies the
     augmented copies (the waveform chain and the copy number are part of the key).
 
-    Memoised: hashing eleven configs costs more than reading a warm entry.
+    Memoised: hashing eleven configs costs more than reading a warm entry. Compute them
+    once per corpus and pass them to :func:`clip_features` and :func:`read_cached`. The
+    same mapping comes back for the same arguments: read it, do not change it.
     """
+    # CACHE_VERSION read at call time: a changed version must not hit an old memo
     memo = (tuple(names), tuple(configs[n] for n in names), clip,
-            json.dumps(augment, sort_keys=True, default=str), copies, cache_mod.CACHE_VERSION)
+            json.dumps(augment, sort_keys=True, default=str), copies, entry_format.CACHE_VERSION)
     if memo not in _KEY_MEMO:
         _KEY_MEMO[memo] = _compute_keys(names, configs, clip, augment, copies)
     return _KEY_MEMO[memo]
@@ -60,7 +69,8 @@ def _compute_keys(names, configs, clip, augment, copies) -> dict[tuple[str, int]
 
 
 def _augmented(y: np.ndarray, clip: ClipConfig, augment: Mapping[str, Any], audio_hash: str, k: int) -> np.ndarray:
-    from .augment import augment_waveform, derive_seed
+    # lazy: only augmented copies need it (it loads scipy.signal and soxr)
+    from ..augment import augment_waveform, derive_seed
 
     seed = derive_seed(int(augment.get("seed", 0)), audio_hash, k)
     return augment_waveform(y, clip.sample_rate, augment["chain"], seed)
@@ -84,7 +94,7 @@ def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, 
     """
     if copies and not augment:
         raise ValueError("copies > 0 needs the waveform augmentation chain (augment=...)")
-    keys = keys or _keys(names, configs, clip, augment, copies)
+    keys = keys or section_keys(names, configs, clip, augment, copies)
     h = cache.audio_hash(path) if cache is not None else file_hash(path)
     out: dict[tuple[str, int], np.ndarray] = {}
     stored: dict[str, dict[str, np.ndarray]] = {}
@@ -135,13 +145,21 @@ class ExtractReport:
                 f"reused {self.reused} in {self.seconds:.1f} s")
 
 
-def _cached(cache: FeatureCache, path: str, keys: Mapping[tuple[str, int], str],
-            copies: int) -> dict[str, np.ndarray] | None:
+def read_cached(cache: FeatureCache, path: str, keys: Mapping[tuple[str, int], str],
+                copies: int = 0) -> dict[str, np.ndarray] | None:
     """Every wanted section of ``path`` from the cache, or None when any is missing or damaged.
 
     The warm per-clip path of ``load_features`` and ``extract_corpus``: index lookup of
-    the content hash, then one verified read per entry file. The arrays are read-only
-    views into that read's private copy of the entry (see ``ser.cache``).
+    the content hash, then one verified read per entry (packed or loose). The arrays are
+    read-only views into the pack's mapping or that read's private copy of the entry
+    (see ``ser.cache.store``).
+
+    Args:
+        keys: from :func:`section_keys`, ``{(name, variant): section key}``.
+        copies: augmented copies per clip besides the clean one, as in ``keys``.
+
+    Returns:
+        ``{section key: array}``, or None.
     """
     h = cache.audio_hash(path)
     groups = _wanted(keys, copies)
@@ -183,12 +201,12 @@ def _init_worker() -> None:
 def _work(paths: list[str], names: list[str], configs: dict, clip: ClipConfig, root: str,
           augment: dict | None, copies: int):
     cache = FeatureCache(root)
-    keys = _keys(names, configs, clip, augment, copies)
+    keys = section_keys(names, configs, clip, augment, copies)
     computed = reused = 0
     for p in paths:
         _, c, r = clip_features(p, names, configs, clip, cache, augment, copies, keys)
         computed, reused = computed + c, reused + r
-    return len(paths), computed, reused, dict(cache._pending)
+    return len(paths), computed, reused, cache.new_hashes()
 
 
 def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
@@ -208,7 +226,7 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
         augment, copies: also make ``copies`` augmented copies per clip with the waveform
             chain ``augment`` (``waveform_augmentation(cfg).to_dict()``).
         pack: at the end, move the corpus' loose entry files into one pack file
-            (``ser.cache_pack``), which makes warm reads about twice as fast.
+            (``ser.cache.pack``), which makes warm reads about twice as fast.
 
     Returns:
         An ``ExtractReport`` with computed vs reused counts.
@@ -219,10 +237,10 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
     cache = FeatureCache(cache_dir)
     start = time.perf_counter()
     computed = reused = 0
-    keys = _keys(names, configs, clip, augment, copies)
+    keys = section_keys(names, configs, clip, augment, copies)
     # a warm clip costs ~0.1 ms here; only clips that lack something go to the workers,
     # so a fully cached corpus never pays for starting processes
-    todo = [p for p in paths if _cached(cache, p, keys, copies) is None]
+    todo = [p for p in paths if read_cached(cache, p, keys, copies) is None]
     reused += (len(paths) - len(todo)) * len(keys)
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="features", unit="clip",
                disable=not progress)
@@ -265,7 +283,7 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
     names = resolve_names(names)
     configs = {n: (configs or {}).get(n) or get_config(n) for n in names}
     cache = FeatureCache(cache_dir)
-    keys = _keys(names, configs, clip, augment, copies)
+    keys = section_keys(names, configs, clip, augment, copies)
     paths = [str(p) for p in manifest["path"]]
     if not paths:
         return {n: np.stack([]) for n in names}  # numpy's own error for nothing to stack
@@ -291,7 +309,7 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
     # one read per clip: what is cached is kept, only the rest is extracted and read again
     missing = []
     for i, p in enumerate(paths):
-        entry = _cached(cache, p, keys, copies)
+        entry = read_cached(cache, p, keys, copies)
         if entry is None:
             missing.append(i)
         else:
@@ -304,7 +322,7 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
         log.info("%d clips x %d features: all cached", len(paths), len(names))
     for i in missing:
         p = paths[i]
-        entry = _cached(cache, p, keys, copies)
+        entry = read_cached(cache, p, keys, copies)
         if entry is None:  # lost in a race with another run: compute now
             feats, _, _ = clip_features(p, names, configs, clip, cache, augment, copies)
             entry = {keys[nk]: a for nk, a in feats.items()}
@@ -316,7 +334,7 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
 
 
 def _pack(cache: FeatureCache, paths: Iterable[str], copies: int, damaged: bool = False) -> None:
-    """Move the loose entries of these clips into a pack (``ser.cache_pack``); after a
+    """Move the loose entries of these clips into a pack (``ser.cache.pack``); after a
     damaged packed entry, even a single one, so that its fixed copy supersedes it."""
     try:
         cache.pack([cache.audio_hash(p) for p in paths], _groups(copies), minimum=1 if damaged else None)

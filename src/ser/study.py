@@ -1,4 +1,4 @@
-"""The comparison study: one model per representation on the same speaker-disjoint split.
+"""The comparison study (`ser compare`): one model per representation on the same speaker-disjoint split.
 
 Writes into ``out_dir``::
 
@@ -12,7 +12,7 @@ Writes into ``out_dir``::
     study.json                 settings and wall time
 
 Example:
-    >>> board = compare(manifest, ["mel", "mfcc"], TrainConfig(epochs=20), "study")  # doctest: +SKIP
+    >>> board = run_study(manifest, ["mel", "mfcc"], TrainConfig(epochs=20), "study")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ import pandas as pd
 from .cache import DEFAULT_ROOT
 from .evaluate import evaluate_predictions, plot_confusion_grid, plot_leaderboard
 from .features import output_rows, resolve_names
-from .featurize import extract_corpus, load_features
+from .cache import extract_corpus, load_features
 from .fileio import write_json_atomic
-from .splits import speaker_folds, speaker_split
-from .train import TrainConfig, _waveform_chain, train_runs
+from .splits import speaker_folds, speaker_keys, speaker_split
+from .train import TrainConfig, train_runs, waveform_chain
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _pooled_test(run_dirs: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     df = df[df["split"] == "test"]
     labels = [c[2:] for c in df.columns if c.startswith("p_")]
     y = df["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
-    return df[[f"p_{l}" for l in labels]].to_numpy(), y, df["speaker"].astype(str).to_numpy(), labels
+    return df[[f"p_{l}" for l in labels]].to_numpy(), y, speaker_keys(df).to_numpy(), labels
 
 
 def _row(name: str, rows: int, test: dict, val_uar: float, extra: dict) -> dict:
@@ -78,13 +78,13 @@ def _baseline(manifest: pd.DataFrame, splits: list[pd.DataFrame], names: list[st
         save_baseline_run(run_dir, s, labels, part, names)
     tests = [s["split"].to_numpy() == "test" for s in splits]
     probs = np.concatenate([p["test_probs"] for p in parts])
-    groups = np.concatenate([s["speaker"].astype(str).to_numpy()[t] for s, t in zip(splits, tests)])
+    groups = np.concatenate([speaker_keys(s).to_numpy()[t] for s, t in zip(splits, tests)])
     metrics = evaluate_predictions(probs, np.concatenate([y[t] for t in tests]), labels, n_boot=cfg.n_boot,
                                    seed=cfg.seed, groups=groups)
     return metrics, float(np.mean([p["val"]["uar"] for p in parts])), labels
 
 
-def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainConfig, out_dir: str | Path, *,
+def run_study(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainConfig, out_dir: str | Path, *,
             folds: int | None = None, val: float = 0.15, test: float = 0.15, split_seed: int = 0,
             cache_dir: str | Path = DEFAULT_ROOT, tracking: bool = True, jobs: int = 1, progress: bool = True,
             baseline: bool = True, resume: bool = False, parallel: int = 1) -> pd.DataFrame:
@@ -116,7 +116,7 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
     fold_dirs = [out / f"fold{i}" for i in range(len(splits))] if folds else [out]
     pd.concat([s.assign(fold=i) for i, s in enumerate(splits)]).to_csv(out / "split.csv", index=False)
     extract_corpus(manifest, names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
-    chain, copies = _waveform_chain(cfg)
+    chain, copies = waveform_chain(cfg)
     if copies:  # every training clip's augmented copies, all features in one pass per copy
         train_paths = set().union(*(s.loc[s["split"] == "train", "path"] for s in splits))
         extract_corpus(manifest[manifest["path"].isin(train_paths)], names, clip=cfg.clip, cache_dir=cache_dir,
@@ -134,10 +134,10 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
             run = fdir / "runs" / name
             res = results[run]
             run_dirs.append(run)
-            val_uars.append(res["val"]["uar"])
-            extra["best_epoch"].append(res["best_epoch"])
-            extra["epochs_run"].append(res["epochs_run"])
-            extra["train_seconds"] += res["train_seconds"]
+            val_uars.append(res.val["uar"])
+            extra["best_epoch"].append(res.best_epoch)
+            extra["epochs_run"].append(res.epochs_run)
+            extra["train_seconds"] += res.train_seconds
         probs, y, groups, labels = _pooled_test(run_dirs)
         test_metrics = evaluate_predictions(probs, y, labels, n_boot=cfg.n_boot, seed=cfg.seed, groups=groups)
         extra = {k: (",".join(map(str, v)) if isinstance(v, list) else round(v, 1)) for k, v in extra.items()}
@@ -161,7 +161,7 @@ def compare(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainCon
         "features": names, "folds": folds, "val": val, "test": test, "split_seed": split_seed,
         "train_config": asdict(cfg), "wall_seconds": time.perf_counter() - t0,
         "corpus": sorted(map(str, manifest["corpus"].unique())), "clips": len(manifest),
-        "speakers": int(manifest["speaker"].nunique())})
+        "speakers": int(speaker_keys(manifest).nunique())})
     return board
 
 

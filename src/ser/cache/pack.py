@@ -8,15 +8,15 @@ the warm per-clip time (figures in ``docs/results/features.md``).
 
 Layout of ``packs/<time>-<pid>-<random>.pack``::
 
-    entries   each the complete bytes of an entry file (``ser.cache`` format: its own
+    entries   each the complete bytes of an entry (``ser.cache.entry`` format: its own
               header, section table and checksum), each starting at a multiple of 8
     index     per entry: audio hash (32 ASCII), group (8 ASCII), offset, size (u64 each)
     trailer   magic ``SERK`` + version, entry count, index offset, index checksum
 
 Rules that keep the cache's guarantees:
 
-* A pack is written once, to a temp file that is renamed, and never changed in place;
-  readers map whole files, so they never see a partial pack.
+* A pack is written once, through ``ser.fileio.atomic_writer`` (temp file, rename), and
+  never changed in place; readers map whole files, so they never see a partial pack.
 * Entries are content-addressed (audio hash; section keys carry the feature config,
   the clip preparation and ``CACHE_VERSION``), so a packed section is right for its key
   however old the pack is; a newer copy of a clip (a loose entry file, or a newer pack)
@@ -30,6 +30,9 @@ Rules that keep the cache's guarantees:
   any more is deleted. Racing runs can lose an entry (recomputed), never serve a wrong one.
 * The views are read-only (numpy refuses to make them writable). A mapping lives as long
   as any array made from it; a pack deleted meanwhile stays readable to it (POSIX).
+
+This module knows the pack folder and the loose files it is handed, not the store:
+``FeatureCache.pack`` says which files to pack and drops its own mapped packs after.
 """
 from __future__ import annotations
 
@@ -38,26 +41,32 @@ import mmap
 import os
 import secrets
 import struct
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Mapping
 
-from . import cache as cache_mod
+from ..fileio import atomic_writer
+from .entry import READ_FLAGS, checksum, decode_entry, read_file
 
 log = logging.getLogger(__name__)
 
 PACK_MIN = 16  # fewer loose entries than this are left as they are: not worth a file
 _PACK_MAGIC = b"SERK"
 _PACK_VERSION = 1
-_TRAILER = struct.Struct("<4sIQQQ")  # magic, version, entry count, index offset, index checksum
-_RECORD = struct.Struct("<32s8sQQ")  # audio hash, group, offset, size (56 bytes, 7 words)
+TRAILER = struct.Struct("<4sIQQQ")  # magic, version, entry count, index offset, index checksum
+RECORD = struct.Struct("<32s8sQQ")  # audio hash, group, offset, size (56 bytes, 7 words)
 
 Key = tuple[str, str]  # (audio hash, group)
 
 
 class PackSet:
-    """The packs under one folder, mapped, with ``(hash, group) -> entry`` of the newest copy."""
+    """The packs under one folder, mapped, with ``(hash, group) -> entry`` of the newest copy.
+
+    Example:
+        >>> import tempfile
+        >>> PackSet(Path(tempfile.mkdtemp()) / "packs").index   # no folder yet: no packs
+        {}
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -91,12 +100,12 @@ class PackSet:
     def _open(self, path: str) -> list[Key]:
         """Map one pack and index its entries; a damaged pack is logged and deleted."""
         try:
-            fd = os.open(path, cache_mod._O_RDONLY)
+            fd = os.open(path, READ_FLAGS)
         except FileNotFoundError:  # removed by another run meanwhile
             return []
         try:
             size = os.fstat(fd).st_size
-            if size < _TRAILER.size:
+            if size < TRAILER.size:
                 raise ValueError("truncated pack")
             mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except ValueError as e:
@@ -105,16 +114,16 @@ class PackSet:
             os.close(fd)
         view = memoryview(mm)
         try:
-            magic, version, count, at, checksum = _TRAILER.unpack_from(view, size - _TRAILER.size)
+            magic, version, count, at, expected = TRAILER.unpack_from(view, size - TRAILER.size)
             if magic != _PACK_MAGIC or version != _PACK_VERSION:
                 raise ValueError("bad magic or version")
-            if at % 8 or at + count * _RECORD.size + _TRAILER.size != size:
+            if at % 8 or at + count * RECORD.size + TRAILER.size != size:
                 raise ValueError("index does not fit the file")
-            table = view[at:at + count * _RECORD.size]
-            if cache_mod._checksum(table, 0) != checksum:
+            table = view[at:at + count * RECORD.size]
+            if checksum(table, 0) != expected:
                 raise ValueError("index checksum mismatch")
             keys = []
-            for raw_hash, raw_group, offset, n in _RECORD.iter_unpack(table):
+            for raw_hash, raw_group, offset, n in RECORD.iter_unpack(table):
                 if offset % 8 or offset + n > at:
                     raise ValueError("entry outside the pack")
                 key = (raw_hash.decode("ascii"), raw_group.rstrip(b"\0").decode("ascii"))
@@ -134,18 +143,24 @@ class PackSet:
         self.index.pop(key, None)
 
 
-def write_pack(cache: "cache_mod.FeatureCache", candidates: Iterable[Key], minimum: int = PACK_MIN) -> Path | None:
-    """Move the loose entry files among ``candidates`` into one new pack.
+class _NothingPacked(Exception):
+    """Raised inside the pack writer when no entry went in: the temp file is dropped."""
 
-    Candidates without a loose file are skipped, as are damaged files (``read`` deals
-    with those). Nothing is written when fewer than ``minimum`` are loose.
+
+def write_pack(folder: Path, loose: Mapping[Key, str], minimum: int = PACK_MIN) -> Path | None:
+    """Move the loose entry files among ``loose`` into one new pack under ``folder``.
+
+    Args:
+        folder: the cache's pack folder (created when needed).
+        loose: ``{(audio hash, group): path of its loose entry file}``; keys without a
+            file are skipped, as are damaged files (the store's ``read`` deals with those).
+        minimum: write nothing when fewer entry files than this exist.
 
     Returns:
         The new pack's path, or None when none was written.
     """
     found = []
-    for h, group in dict.fromkeys(candidates):
-        path = cache._entry_file(h, group)
+    for (h, group), path in loose.items():
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -153,34 +168,27 @@ def write_pack(cache: "cache_mod.FeatureCache", candidates: Iterable[Key], minim
         found.append((h, group, path, st))
     if len(found) < max(1, minimum):
         return None
-    folder = cache.root / "packs"
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.pack"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    target = Path(folder) / f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.pack"
     records, packed = [], []
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_writer(target) as f:
             pos = 0
             for h, group, path, st in found:
                 try:
-                    data = cache_mod._read_file(path)
-                    cache_mod.decode_entry(data)  # only good entries go in
+                    data = read_file(path)
+                    decode_entry(data)  # only good entries go in
                 except (FileNotFoundError, ValueError):
                     continue
                 f.write(data + bytes(-len(data) % 8))
-                records.append(_RECORD.pack(h.encode("ascii"), group.encode("ascii"), pos, len(data)))
+                records.append(RECORD.pack(h.encode("ascii"), group.encode("ascii"), pos, len(data)))
                 packed.append((path, st))
                 pos += len(data) + -len(data) % 8
+            if not records:
+                raise _NothingPacked  # atomic_writer removes the temp file, no pack appears
             table = b"".join(records)
-            f.write(table + _TRAILER.pack(_PACK_MAGIC, _PACK_VERSION, len(records), pos, cache_mod._checksum(table, 0)))
-        if not records:
-            Path(tmp).unlink()
-            return None
-        target = folder / name
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            f.write(table + TRAILER.pack(_PACK_MAGIC, _PACK_VERSION, len(records), pos, checksum(table, 0)))
+    except _NothingPacked:
+        return None
     for path, st in packed:  # the loose copy goes only if nobody rewrote it meanwhile
         try:
             now = os.stat(path)
@@ -188,10 +196,9 @@ def write_pack(cache: "cache_mod.FeatureCache", candidates: Iterable[Key], minim
                 os.unlink(path)
         except FileNotFoundError:
             pass
-    packs = PackSet(folder)
+    packs = PackSet(target.parent)
     for old, live in packs.members.items():
         if not live and old != str(target):
             Path(old).unlink(missing_ok=True)  # every entry has a newer copy elsewhere
-    cache._packs = None  # reloaded on the next read
     log.info("packed %d cache entries into %s", len(records), target)
     return target
