@@ -350,7 +350,7 @@ def test_missing_package_names_pip_and_flag(monkeypatch):
 
 def test_hash_mismatch_and_path_loading(tiny, ct2_dir, tmp_path, monkeypatch):
     parts = weights.ct2_model_parts(ct2_dir)
-    good = [weights.sha256_file(p) for p in parts]
+    good = [registry.sha256_file(p) for p in parts]
     files = tuple(registry.WeightFile("x", "1", p.name, h) for p, h in zip(parts, good))
     monkeypatch.setitem(registry.REGISTRY, "fake", _fake_spec(files))
     monkeypatch.setattr(registry, "_locate", lambda wf, spec: ct2_dir / wf.path)
@@ -380,13 +380,13 @@ def test_hash_mismatch_and_path_loading(tiny, ct2_dir, tmp_path, monkeypatch):
 def test_sha256_is_cached_per_size_and_mtime(tmp_path, monkeypatch):
     f = tmp_path / "w.bin"
     f.write_bytes(b"abc")
-    first = weights.sha256_file(f)
+    first = registry.sha256_file(f)
     calls = []
-    real = weights.hashlib.sha256
-    monkeypatch.setattr(weights.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
-    assert weights.sha256_file(f) == first and not calls  # cached: no re-hash
+    real = registry.hashlib.sha256
+    monkeypatch.setattr(registry.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    assert registry.sha256_file(f) == first and not calls  # cached: no re-hash
     f.write_bytes(b"abcd")
-    assert weights.sha256_file(f) != first and calls
+    assert registry.sha256_file(f) != first and calls
 
 
 # ---------------------------------------------------------------- the real weights (slow)

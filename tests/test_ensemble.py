@@ -37,7 +37,7 @@ def probs_for(df: pd.DataFrame, quality: float, seed: int, labels=LABELS) -> np.
     return softmax(z)
 
 
-def select_runs(runs, top=3, features=None):
+def chosen_runs(runs, top=3, features=None):
     """The chosen members' runs (select_members names them)."""
     return [runs[n] for n in select_members(runs, top, features)]
 
@@ -64,12 +64,12 @@ def test_top_k_by_validation_uar_not_test(tmp_path):
     write_run(tmp_path, "c", val_q=2.5, test_q=0.0, seed=3)
     runs = load_runs(tmp_path)
     assert runs["a"]["val_uar"] > runs["c"]["val_uar"] > runs["b"]["val_uar"]
-    assert [r["name"] for r in select_runs(runs, top=2)] == ["a", "c"]
-    assert [r["name"] for r in select_runs(runs, features="b,a")] == ["b", "a"]
+    assert [r["name"] for r in chosen_runs(runs, top=2)] == ["a", "c"]
+    assert [r["name"] for r in chosen_runs(runs, features="b,a")] == ["b", "a"]
     with pytest.raises(EnsembleError, match="available: a, b, c"):
-        select_runs(runs, features=["a", "mel"])
+        chosen_runs(runs, features=["a", "mel"])
     with pytest.raises(EnsembleError, match="at least 2"):
-        select_runs(runs, top=1)
+        chosen_runs(runs, top=1)
 
 
 def test_runs_of_several_studies_are_merged_first_wins(tmp_path):
@@ -79,10 +79,10 @@ def test_runs_of_several_studies_are_merged_first_wins(tmp_path):
     write_run(tmp_path / "cpu", "c", 1.5, 1.5, seed=4)
     runs = load_runs([tmp_path / "gpu", tmp_path / "cpu"])
     assert sorted(runs) == ["a", "b", "c"] and runs["b"]["dir"] == tmp_path / "gpu" / "runs" / "b"
-    assert [r["name"] for r in select_runs(runs, features="a,c")] == ["a", "c"]
+    assert [r["name"] for r in chosen_runs(runs, features="a,c")] == ["a", "c"]
     write_run(tmp_path / "other", "d", 2.0, 2.0, speakers={"train": ["x"], "val": ["y"], "test": ["z"]})
     with pytest.raises(EnsembleError, match="different speaker splits"):
-        align_runs(select_runs(load_runs([tmp_path / "gpu", tmp_path / "other"]), features="a,d"))
+        align_runs(chosen_runs(load_runs([tmp_path / "gpu", tmp_path / "other"]), features="a,d"))
     with pytest.raises(EnsembleError, match="no study folders"):
         load_runs([])
 
@@ -91,7 +91,7 @@ def test_mismatched_labels_are_refused(tmp_path):
     write_run(tmp_path, "a", 2.0, 2.0)
     write_run(tmp_path, "b", 2.0, 2.0, labels=LABELS[::-1])
     with pytest.raises(EnsembleError, match="different labels"):
-        align_runs(select_runs(load_runs(tmp_path), top=2))
+        align_runs(chosen_runs(load_runs(tmp_path), top=2))
 
 
 def test_mismatched_clips_and_splits_are_refused(tmp_path):
@@ -100,11 +100,11 @@ def test_mismatched_clips_and_splits_are_refused(tmp_path):
     other.loc[5, "path"] = "/elsewhere/x.wav"
     write_run(tmp_path / "p", "b", 2.0, 2.0, test=other)
     with pytest.raises(EnsembleError, match="disagree on the test clips.*1 only in a, 1 only in b"):
-        align_runs(select_runs(load_runs(tmp_path / "p"), top=2))
+        align_runs(chosen_runs(load_runs(tmp_path / "p"), top=2))
     write_run(tmp_path / "s", "a", 2.0, 2.0)
     write_run(tmp_path / "s", "b", 2.0, 2.0, speakers={"train": ["x"], "val": ["y"], "test": ["z"]})
     with pytest.raises(EnsembleError, match="different speaker splits"):
-        align_runs(select_runs(load_runs(tmp_path / "s"), top=2))
+        align_runs(chosen_runs(load_runs(tmp_path / "s"), top=2))
 
 
 def test_reordered_clips_are_aligned_by_path(tmp_path):
@@ -118,6 +118,28 @@ def test_reordered_clips_are_aligned_by_path(tmp_path):
     assert data["val"]["paths"] == clips("val")["path"].tolist()
     np.testing.assert_allclose(data["val"]["probs"][1], expected)
     assert data["val"]["probs"].shape == (2, 24, 4)
+
+
+def test_speakers_are_grouped_corpus_qualified(tmp_path):
+    """Speaker "0" of two corpora is two people: bootstrap groups, stacking folds and the
+    speaker table use corpus/speaker; predictions.csv keeps the run's own columns."""
+    parts = {}
+    for split in ("val", "test"):
+        df = clips(split)
+        parts[split] = df.assign(corpus=np.where(np.arange(len(df)) % 2, "emodb", "ravdess"), speaker="0")
+    for name, seed in (("a", 1), ("b", 2)):
+        write_run(tmp_path, name, 2.0, 2.0, seed=seed, val=parts["val"], test=parts["test"])
+    data = align_runs(chosen_runs(load_runs(tmp_path), top=2))
+    assert sorted(set(data["test"]["speakers"])) == ["emodb/0", "ravdess/0"]
+    assert list(data["test"]["clips"].columns) == ["path", "corpus", "speaker", "emotion"]
+    assert set(data["test"]["clips"]["speaker"]) == {"0"}
+    from ser.ensemble import fit_folds
+
+    summary, pooled, _ = fit_folds([(None, load_runs(tmp_path))], ["a", "b"], tmp_path / "ens", trials=2, n_boot=5)
+    assert summary["test_speakers"] == ["emodb/0", "ravdess/0"] and summary["per_fold"][0]["val_speakers"] == \
+        "emodb/0 ravdess/0"
+    test = pooled["test"]
+    assert len(speaker_table(test["weighted"], test["y"], LABELS, test["speakers"])) == 2
 
 
 def test_runs_folder_errors(tmp_path):
@@ -339,7 +361,8 @@ def test_a_single_split_is_the_one_fold_case(study, ens, tmp_path, monkeypatch):
 
     calls = []
     real = fit_module.fit_folds
-    monkeypatch.setattr(fit_module, "fit_folds", lambda folds, *a, **k: calls.append(len(folds)) or real(folds, *a, **k))
+    monkeypatch.setattr(fit_module, "fit_folds",
+                        lambda folds, *a, **k: calls.append(len(folds)) or real(folds, *a, **k))
     for i in range(2):
         shutil.copytree(study / "study" / "runs", tmp_path / "folds" / f"fold{i}" / "runs",
                         ignore=shutil.ignore_patterns("*.pt"))

@@ -35,10 +35,11 @@ def exported(study, ens):
 def test_split(study):
     """The bundle's test clips (manifest rows) and their raw features."""
     from ser.corpora import load_manifest
+    from ser.splits import speaker_keys
 
     _, meta = load_bundle(study / "ens" / "bundle")
     m = load_manifest("synthetic", study / "syn")
-    test = m[m["speaker"].isin(meta["speakers"]["test"])]
+    test = m[speaker_keys(m).isin(meta["speakers"]["test"])]  # the split records corpus/speaker
     return test, bundle_features(meta, test, cache_dir=study / "fc")
 
 
@@ -48,7 +49,8 @@ def test_export_writes_valid_models_and_report(study, exported):
         assert (out / name).is_file() and report["files"][kind] == str(out / name)
         onnx.checker.check_model(onnx.load(str(out / name)))
     _, meta = load_bundle(study / "ens" / "bundle")
-    n_train = sum(p.parent.name.split("_")[-1] in meta["speakers"]["train"] for p in (study / "syn").rglob("*.wav"))
+    n_train = sum(f"synthetic/{p.parent.name.split('_')[-1]}" in meta["speakers"]["train"]
+                  for p in (study / "syn").rglob("*.wav"))
     assert report["serve"] == "int8_static" and report["calibration"]["clips"] == min(40, n_train)
     assert json.loads((out / "export.json").read_text())["parity"] == report["parity"]
     # int8 is about 4x smaller than fp32

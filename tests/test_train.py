@@ -87,7 +87,7 @@ def test_checkpoint_round_trip(trained, split):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["uar"] == pytest.approx(res.test["uar"])
     preds = (out / "predictions.csv").read_text().splitlines()
-    assert preds[0].startswith("split,path,speaker,emotion,p_")
+    assert preds[0].startswith("split,path,corpus,speaker,emotion,p_")
     assert len(preds) - 1 == int((split.split != "train").sum())
 
 

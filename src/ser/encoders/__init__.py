@@ -41,7 +41,6 @@ _API = {
     "load_ctranslate2": "ser.encoders.weights",
     "load_openai_checkpoint": "ser.encoders.weights",
     "load_weights": "ser.encoders.weights",
-    "sha256_file": "ser.encoders.weights",
     "EncoderConfig": "ser.encoders.registry",
     "EncoderSpec": "ser.encoders.registry",
     "available_encoders": "ser.encoders.registry",
@@ -50,6 +49,7 @@ _API = {
     "resolve_weights": "ser.encoders.registry",
     "get_encoder": "ser.encoders.registry",
     "encoder_key": "ser.encoders.registry",
+    "sha256_file": "ser.encoders.registry",
 }
 __all__ = sorted([*_API, "EncoderError"])
 __getattr__, __dir__ = lazy_api(__name__, _API)

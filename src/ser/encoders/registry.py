@@ -16,15 +16,17 @@ hashes its 75-145 MB once. This module imports no torch until an encoder is buil
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata as md
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from . import EncoderError
-from .weights import WhisperDims, combined_sha256, ct2_model_parts, load_weights, sha256_file, verify_sha256
+from .weights import WhisperDims, ct2_model_parts, load_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from .whisper import WhisperEncoder
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 VERSION = 1  # bump when this code changes an encoder's outputs for the same weights (cache keys hold it)
 PATH_FLAG = "--encoder-path"  # the command-line flag that passes weights by path
+_CHUNK = 1 << 20  # hashing reads 1 MiB at a time
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,50 @@ class ResolvedWeights:
     files: tuple[Path, ...]  # a .pt file, a CTranslate2 directory, or model.bin parts in order
     sha256: str  # one file's SHA-256, or combined_sha256 of the weight files in order
     pinned: bool  # True when these are exactly the registry's recorded files
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (real path, size, mtime_ns) -> hex digest
+_LOCK = threading.Lock()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, streamed; remembered per (path, size, mtime) in this process.
+
+    A second call on an unchanged file costs one ``stat`` (not re-hashing 145 MB); a file
+    rewritten in place gets a new size or mtime and is hashed again.
+    """
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError as e:
+        raise EncoderError(f"cannot read weight file {path}: {e.strerror}") from e
+    key = (real, st.st_size, st.st_mtime_ns)
+    with _LOCK:
+        if key in _VERIFIED:
+            return _VERIFIED[key]
+    digest = hashlib.sha256()
+    with open(real, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    hexdigest = digest.hexdigest()
+    with _LOCK:
+        _VERIFIED[key] = hexdigest
+    return hexdigest
+
+
+def verify_sha256(path: str | os.PathLike, expected: str) -> None:
+    """Raise EncoderError naming the file and both hashes unless its SHA-256 is ``expected``."""
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise EncoderError(
+            f"SHA-256 mismatch for {path}: expected {expected}, got {actual}; the file is corrupt or "
+            "not the pinned release (reinstall the package, or check the file you passed)"
+        )
+
+
+def combined_sha256(digests: Iterable[str]) -> str:
+    """One hex digest for a multi-file model: SHA-256 over the files' digests in order."""
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def available_encoders() -> list[str]:

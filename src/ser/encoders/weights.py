@@ -1,4 +1,4 @@
-"""Whisper encoder weights: CTranslate2 model directories, openai-whisper ``.pt`` files, SHA-256.
+"""Whisper encoder weights: CTranslate2 model directories and openai-whisper ``.pt`` files.
 
 Both loaders return ``(WhisperDims, state_dict)`` with float32 torch tensors named as
 :class:`ser.encoders.whisper.WhisperEncoder`'s parameters, checked by
@@ -17,22 +17,19 @@ into ``model.bin.part1``, ``model.bin.part2`` ... is read through :class:`Chaine
 as one stream, never joined on disk; only the encoder's tensors are read (the decoder's
 are skipped by seeking), so loading Whisper base reads ~41 MB of its 145 MB.
 
-torch is imported only where tensors are built, so hashing and the registry's lookups stay
-torch-free.
+torch is imported only where tensors are built, so the registry's lookups stay torch-free.
 """
 from __future__ import annotations
 
 import bisect
-import hashlib
 import io
 import logging
 import os
 import re
 import struct
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -45,7 +42,6 @@ log = logging.getLogger(__name__)
 
 KNOWN_BINARY_VERSIONS = range(4, 7)  # layouts with a dtype id and a byte count per variable
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
-_CHUNK = 1 << 20  # hashing reads 1 MiB at a time
 
 
 @dataclass(frozen=True)
@@ -271,6 +267,22 @@ def _float32(variables: Mapping[str, np.ndarray], name: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+# module tensor -> CTranslate2 WhisperSpec variable (the fused q, k, v are split in code)
+_CT2_ENCODER = {
+    "conv1.weight": "encoder/conv1/weight", "conv1.bias": "encoder/conv1/bias",
+    "conv2.weight": "encoder/conv2/weight", "conv2.bias": "encoder/conv2/bias",
+    "positional_embedding": "encoder/position_encodings/encodings",
+    "ln_post.weight": "encoder/layer_norm/gamma", "ln_post.bias": "encoder/layer_norm/beta",
+}
+_CT2_LAYER = {  # under blocks.{i}. and encoder/layer_{i}/
+    "attn_ln.weight": "self_attention/layer_norm/gamma", "attn_ln.bias": "self_attention/layer_norm/beta",
+    "attn.out.weight": "self_attention/linear_1/weight", "attn.out.bias": "self_attention/linear_1/bias",
+    "mlp_ln.weight": "ffn/layer_norm/gamma", "mlp_ln.bias": "ffn/layer_norm/beta",
+    "mlp.0.weight": "ffn/linear_0/weight", "mlp.0.bias": "ffn/linear_0/bias",
+    "mlp.2.weight": "ffn/linear_1/weight", "mlp.2.bias": "ffn/linear_1/bias",
+}
+
+
 def ct2_model_parts(directory: str | os.PathLike) -> list[Path]:
     """``model.bin``, or ``model.bin.part1..N`` (numeric order), in a CTranslate2 directory."""
     directory = Path(directory)
@@ -314,39 +326,22 @@ def load_ctranslate2(source: str | os.PathLike | Sequence[str | os.PathLike]) ->
     # every Whisper size uses 64-dimensional heads; older specs did not store num_heads
     n_head = int(heads) if heads is not None else n_state // 64
     dims = WhisperDims(int(conv1.shape[1]), int(pos.shape[0]), int(n_state), n_head, n_layer)
-    state = {
-        "conv1.weight": conv1, "conv1.bias": _float32(v, "encoder/conv1/bias"),
-        "conv2.weight": _float32(v, "encoder/conv2/weight"), "conv2.bias": _float32(v, "encoder/conv2/bias"),
-        "positional_embedding": pos,
-        "ln_post.weight": _float32(v, "encoder/layer_norm/gamma"), "ln_post.bias": _float32(v, "encoder/layer_norm/beta"),
-    }
+    state = {key: _float32(v, name) for key, name in _CT2_ENCODER.items()}
     for i in range(n_layer):
         src, dst = f"encoder/layer_{i}/", f"blocks.{i}."
+        state.update({dst + key: _float32(v, src + name) for key, name in _CT2_LAYER.items()})
         # CTranslate2 fuses the q, k, v projections into linear_0, stacked in that order
         qkv_w = _float32(v, src + "self_attention/linear_0/weight")
         qkv_b = _float32(v, src + "self_attention/linear_0/bias")
-        if qkv_w.shape[0] != 3 * n_state:
-            raise EncoderError(f"{label}: {src}self_attention/linear_0/weight has shape {qkv_w.shape}, "
-                               f"expected ({3 * n_state}, {n_state}) (fused q, k, v)")
+        if qkv_w.shape != (3 * n_state, n_state) or qkv_b.shape != (3 * n_state,):
+            raise EncoderError(f"{label}: {src}self_attention/linear_0 has shape {qkv_w.shape} (bias "
+                               f"{qkv_b.shape}), expected ({3 * n_state}, {n_state}) (fused q, k, v)")
         q_w, k_w, v_w = np.split(qkv_w, 3)
         q_b, _k_b, v_b = np.split(qkv_b, 3)
         # the key bias (zeros from the converter) is dropped: it adds the same q.b_k to
         # every score of a query row, which softmax cancels, so Whisper has none
-        state.update({
-            dst + "attn_ln.weight": _float32(v, src + "self_attention/layer_norm/gamma"),
-            dst + "attn_ln.bias": _float32(v, src + "self_attention/layer_norm/beta"),
-            dst + "attn.query.weight": q_w, dst + "attn.query.bias": q_b,
-            dst + "attn.key.weight": k_w,
-            dst + "attn.value.weight": v_w, dst + "attn.value.bias": v_b,
-            dst + "attn.out.weight": _float32(v, src + "self_attention/linear_1/weight"),
-            dst + "attn.out.bias": _float32(v, src + "self_attention/linear_1/bias"),
-            dst + "mlp_ln.weight": _float32(v, src + "ffn/layer_norm/gamma"),
-            dst + "mlp_ln.bias": _float32(v, src + "ffn/layer_norm/beta"),
-            dst + "mlp.0.weight": _float32(v, src + "ffn/linear_0/weight"),
-            dst + "mlp.0.bias": _float32(v, src + "ffn/linear_0/bias"),
-            dst + "mlp.2.weight": _float32(v, src + "ffn/linear_1/weight"),
-            dst + "mlp.2.bias": _float32(v, src + "ffn/linear_1/bias"),
-        })
+        state.update({dst + "attn.query.weight": q_w, dst + "attn.query.bias": q_b, dst + "attn.key.weight": k_w,
+                      dst + "attn.value.weight": v_w, dst + "attn.value.bias": v_b})
     check_state_dict(dims, state, label)
     return dims, {k: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for k, a in state.items()}
 
@@ -395,49 +390,3 @@ def load_weights(path: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple
     if p.is_file():
         return load_openai_checkpoint(p)
     raise EncoderError(f"{p}: no such file or directory (expected a CTranslate2 model directory or a Whisper .pt file)")
-
-
-# ---------------------------------------------------------------- SHA-256
-
-_VERIFIED: dict[tuple[str, int, int], str] = {}  # (real path, size, mtime_ns) -> hex digest
-_LOCK = threading.Lock()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, streamed; remembered per (path, size, mtime) in this process.
-
-    A second call on an unchanged file costs one ``stat`` (not re-hashing 145 MB); a file
-    rewritten in place gets a new size or mtime and is hashed again.
-    """
-    real = os.path.realpath(path)
-    try:
-        st = os.stat(real)
-    except OSError as e:
-        raise EncoderError(f"cannot read weight file {path}: {e.strerror}") from e
-    key = (real, st.st_size, st.st_mtime_ns)
-    with _LOCK:
-        if key in _VERIFIED:
-            return _VERIFIED[key]
-    digest = hashlib.sha256()
-    with open(real, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    hexdigest = digest.hexdigest()
-    with _LOCK:
-        _VERIFIED[key] = hexdigest
-    return hexdigest
-
-
-def verify_sha256(path: str | os.PathLike, expected: str) -> None:
-    """Raise EncoderError naming the file and both hashes unless its SHA-256 is ``expected``."""
-    actual = sha256_file(path)
-    if actual != expected.lower():
-        raise EncoderError(
-            f"SHA-256 mismatch for {path}: expected {expected}, got {actual}; the file is corrupt or "
-            "not the pinned release (reinstall the package, or check the file you passed)"
-        )
-
-
-def combined_sha256(digests: Iterable[str]) -> str:
-    """One hex digest for a multi-file model: SHA-256 over the files' digests in order."""
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()

@@ -146,7 +146,10 @@ def error_table(probs, y_true, labels, paths, speakers, top: int = 3):
 
 
 def speaker_table(probs, y_true, labels, speakers):
-    """Per-speaker clips, correct, accuracy and UAR (a pandas DataFrame, worst accuracy first)."""
+    """Per-speaker clips, correct, accuracy and UAR (a pandas DataFrame, worst accuracy first).
+
+    ``speakers`` are grouping keys: pass corpus-qualified ones (``ser.ensemble.speaker_ids``),
+    so speaker "01" of two corpora stays two rows."""
     import pandas as pd
 
     from ..evaluate import classification_metrics

@@ -141,6 +141,7 @@ def fit_folds(folds: Sequence[tuple[str | None, Mapping[str, dict]]], names: Seq
     from tqdm.auto import tqdm
 
     names, single = list(names), len(folds) == 1
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(Path(out_dir) / 'optuna.db').resolve()}"
     mean_val = [float(np.mean([runs[n]["val_uar"] for _, runs in folds])) for n in names]
     best = max(range(len(names)), key=lambda i: (mean_val[i], -i))

@@ -77,8 +77,9 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
              "| member | mean val UAR | test UAR [95% CI] | accuracy [95% CI] | test UAR per fold |",
              "|---|---|---|---|---|"]
     for n, m in summary["members_pooled"].items():
-        lines.append(f"| {n} | {m['val_uar_mean']:.3f} | {with_ci(m['test'], 'uar')} | {with_ci(m['test'], 'accuracy')} | "
-                     + ", ".join(f"{u:.2f}" for u in m["test_uar_per_fold"]) + " |")
+        per_fold = ", ".join(f"{u:.2f}" for u in m["test_uar_per_fold"])
+        lines.append(f"| {n} | {m['val_uar_mean']:.3f} | {with_ci(m['test'], 'uar')} | "
+                     f"{with_ci(m['test'], 'accuracy')} | {per_fold} |")
     lines += ["", "ECE with 15 bins, pooled:", "", *_ece_rows(summary["ece"])]
     lines += ["", "| fold | test speakers | " + " | ".join(f"w {n}" for n in names) + " | T | val UAR | test UAR |",
               "|" + "---|" * (len(names) + 5)]
@@ -130,7 +131,8 @@ def write_outputs(out_dir: str | Path, summary: Mapping[str, Any], pooled: Mappi
     plot_confusion(summary["results"]["weighted"]["test"]["confusion"], labels, out / "confusion.png",
                    title="ensemble test" if single else f"ensemble, {summary['folds']} folds pooled")
     after = f"after (T={summary['temperature']:.2f})" if single else "after (T per fold)"
-    plot_reliability({title: {"before": (pooled[s]["raw"], pooled[s]["y"]), after: (pooled[s]["weighted"], pooled[s]["y"])}
+    plot_reliability({title: {"before": (pooled[s]["raw"], pooled[s]["y"]),
+                              after: (pooled[s]["weighted"], pooled[s]["y"])}
                       for s, title in (("val", "validation"), ("test", "test"))}, out / "reliability.png")
     write_json_atomic(out / "summary.json", summary)
     atomic_write_bytes(out / "ensemble.md", markdown_report(summary).encode())

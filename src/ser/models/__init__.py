@@ -1,4 +1,21 @@
-"""Models: a registry keyed by name (one ResNet18 variant today)."""
-from .resnet import MODELS, AudioResNet, build_model
+"""Member heads: :class:`AudioResNet` for 2-D representations, :class:`AttentiveStatsHead`
+for encoder hidden states; one registry builds either by name."""
+from .heads import AttentiveStatsHead
+from .resnet import AudioResNet
 
-__all__ = ["MODELS", "AudioResNet", "build_model"]
+MODELS = {"resnet18": AudioResNet, "asp": AttentiveStatsHead}
+
+
+def build_model(name: str, labels: list[str], height: int, **kwargs):
+    """Build a registered model by name; unknown names list the known ones.
+
+    Example:
+        >>> build_model("asp", ["a", "b"], 8).height
+        8
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name](labels, height, **kwargs)
+
+
+__all__ = ["AttentiveStatsHead", "AudioResNet", "MODELS", "build_model"]

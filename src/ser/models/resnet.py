@@ -65,13 +65,3 @@ class AudioResNet(nn.Module):
         if x.dim() == 3:  # (batch, rows, frames) -> add the channel axis
             x = x.unsqueeze(1)
         return self.net(x)
-
-
-MODELS = {"resnet18": AudioResNet}
-
-
-def build_model(name: str, labels: list[str], height: int, **kwargs) -> nn.Module:
-    """Build a registered model by name; unknown names list the known ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name](labels, height, **kwargs)
