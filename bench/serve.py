@@ -9,7 +9,13 @@ Starts ``ser serve --model M`` on 127.0.0.1 (a subprocess, default limits), then
    samples, too short, too long, too large, bad parameters, ...) ``--bad-repeats`` times:
    counts of 2xx/4xx/5xx/no answer, and whether the server still answers afterwards;
 3. memory: the server's resident set (VmRSS from /proc, summed over its worker processes)
-   before and after ``--memory-requests`` more requests.
+   before and after ``--memory-requests`` more requests;
+4. with ``--mixed-seconds S``: ``--mixed-clients`` clients (20) send a mix of good and bad
+   requests for S seconds: counts by status (the target is no 5xx at all);
+5. with ``--baseline-src DIR``: a second server runs from another source tree (e.g. the
+   last commit, ``git archive HEAD src | tar -x -C /tmp/before``) and both are timed one
+   request at a time, in alternating rounds, so "before" and "after" share the machine's
+   state: p50 of each and their ratio.
 
 Prints figures; asserts nothing about time. Needs an exported model: ``make demo`` then
 ``ser export --bundle runs/demo/ensemble/bundle --out runs/demo/model`` writes one; for the
@@ -18,6 +24,7 @@ HTTP machinery alone, a tiny model from ``tests/tiny_onnx.py`` will do.
 Usage:
     python bench/serve.py --model runs/demo/model/model.int8.onnx
     python bench/serve.py --model M --requests 2000 --concurrency 16 --workers 2 --threads 1
+    python bench/serve.py --model M --baseline-src /tmp/before --mixed-seconds 60
 """
 from __future__ import annotations
 
@@ -81,9 +88,14 @@ def bad_inputs(limits: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------- server
-def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(args: argparse.Namespace, log: Path, src: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """``ser serve`` in a subprocess (from the source tree ``src`` when given) -> (process, URL)."""
+    import os
     import socket
 
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(Path(src).resolve() / "src") + os.pathsep + env.get("PYTHONPATH", "")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -91,7 +103,7 @@ def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen,
            "--workers", str(args.workers)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < 180:
@@ -166,6 +178,55 @@ def percentile(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, q))
 
 
+def compare_latency(urls: dict[str, str], clip: bytes, rounds: int, per_round: int) -> dict[str, list[float]]:
+    """One request at a time, ``per_round`` to each server in turn, ``rounds`` times: latencies (s) per name."""
+    out: dict[str, list[float]] = {name: [] for name in urls}
+    clients = {name: httpx.Client(base_url=u, timeout=60) for name, u in urls.items()}
+    headers = {"Content-Type": "application/octet-stream"}
+    try:
+        for c in clients.values():  # warm connections and caches
+            for _ in range(5):
+                c.post("/predict", content=clip, headers=headers)
+        for r in range(rounds):
+            order = list(clients) if r % 2 == 0 else list(clients)[::-1]
+            for name in order:
+                for _ in range(per_round):
+                    t0 = time.perf_counter()
+                    clients[name].post("/predict", content=clip, headers=headers).raise_for_status()
+                    out[name].append(time.perf_counter() - t0)
+    finally:
+        for c in clients.values():
+            c.close()
+    return out
+
+
+def mixed_load(url: str, seconds: float, clients: int, inputs: list[dict[str, Any]]) -> dict[str, int]:
+    """``clients`` threads cycling through ``inputs`` (httpx keyword arguments) for ``seconds``: counts by status."""
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def run(i: int) -> None:
+        k = i
+        with httpx.Client(base_url=url, timeout=120) as c:
+            while time.monotonic() < deadline:
+                kw = {key: (v() if callable(v) else v) for key, v in inputs[k % len(inputs)].items()}
+                try:
+                    key = str(c.post("/predict", **kw).status_code)
+                except httpx.HTTPError as e:
+                    key = f"no answer ({type(e).__name__})"
+                with lock:
+                    counts[key] = counts.get(key, 0) + 1
+                k += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return dict(sorted(counts.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-requests", type=int, default=2000, help="requests between the two RSS readings")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (passed to ser serve)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per worker (passed through)")
+    p.add_argument("--mixed-seconds", type=float, default=0.0, help="seconds of mixed good and bad load (0: none)")
+    p.add_argument("--mixed-clients", type=int, default=20, help="clients of the mixed load")
+    p.add_argument("--baseline-src", type=Path, default=None,
+                   help="another source tree (with src/ser) to time against this one, e.g. the last commit")
+    p.add_argument("--rounds", type=int, default=10, help="alternating rounds of the baseline comparison")
+    p.add_argument("--per-round", type=int, default=30, help="requests per server per round")
     args = p.parse_args(argv)
     if not args.model.is_file():
         sys.exit(f"bench/serve.py: error: {args.model}: no such file; export one (`ser export`) or build a tiny "
@@ -219,6 +286,29 @@ def main(argv: list[str] | None = None) -> int:
             after = rss_mb(proc.pid)
             print(f"\nmemory (VmRSS, server and workers): {before:.1f} MB before, {after:.1f} MB after "
                   f"{args.memory_requests} more requests ({after - before:+.1f} MB; {wall:.1f} s; {counts})")
+
+            if args.mixed_seconds > 0:
+                inputs = [{"content": clip, "headers": {"Content-Type": "application/octet-stream"}}] * 4
+                inputs += list(bad_inputs(health["limits"]).values())
+                counts = mixed_load(url, args.mixed_seconds, args.mixed_clients, inputs)
+                n5 = sum(v for k, v in counts.items() if k.startswith("5"))
+                print(f"\nmixed load: {args.mixed_clients} clients for {args.mixed_seconds:g} s, good and bad "
+                      f"requests: {counts}; answers >= 500: {n5}")
+
+            if args.baseline_src is not None:
+                base_log = Path(tmp) / "baseline.log"
+                base, base_url = start_server(args, base_log, args.baseline_src)
+                try:
+                    lat = compare_latency({"baseline": base_url, "this tree": url}, clip, args.rounds,
+                                          args.per_round)
+                finally:
+                    base.terminate()
+                    base.wait(timeout=15)
+                p50 = {name: percentile(xs, 50) for name, xs in lat.items()}
+                print(f"\nlatency one at a time, {args.rounds} alternating rounds of {args.per_round}: "
+                      + ", ".join(f"{name} p50 {v:.1f} ms (p95 {percentile(lat[name], 95):.1f})"
+                                  for name, v in p50.items())
+                      + f"; this tree / baseline = {p50['this tree'] / p50['baseline']:.3f}")
         finally:
             proc.terminate()
             try:

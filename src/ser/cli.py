@@ -76,22 +76,25 @@ def _train_config(args: argparse.Namespace, feature: str = "mel"):
                        augment=AugmentConfig(enabled=not args.no_augment, copies=args.aug_copies),
                        clip=ClipConfig(seconds=args.seconds), mixup=args.mixup,
                        dropout=args.dropout, weight_decay=args.weight_decay,
-                       label_smoothing=args.label_smoothing, bf16=args.bf16)
+                       label_smoothing=args.label_smoothing, bf16=args.bf16,
+                       encoder_path=str(args.encoder_path) if args.encoder_path else None)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .corpora import load_manifest
+    from .representations import resolve_representations
     from .splits import speaker_split
     from .train import train_feature
 
+    (feature,) = resolve_representations([args.feature])  # checked before any data is read
     manifest = speaker_split(load_manifest(args.corpus, args.data), val=args.val, test=args.test,
                              seed=args.split_seed)
-    out = args.out or Path("runs") / args.feature
-    res = train_feature(manifest, _train_config(args, args.feature), out, cache_dir=args.cache,
+    out = args.out or Path("runs") / feature
+    res = train_feature(manifest, _train_config(args, feature), out, cache_dir=args.cache,
                         tracking=not args.no_tracking, resume=args.resume, jobs=args.jobs,
                         progress=not args.quiet)
-    test = res["test"]
-    print(f"{args.feature}: best epoch {res['best_epoch']}, val UAR {res['val']['uar']:.3f}, "
+    test = res.test
+    print(f"{feature}: best epoch {res.best_epoch}, val UAR {res.val['uar']:.3f}, "
           f"test UAR {test['uar']:.3f} [{test['ci']['uar'][0]:.3f}, {test['ci']['uar'][1]:.3f}], "
           f"test accuracy {test['accuracy']:.3f}; checkpoint {Path(out) / 'model.pt'}")
     return 0
@@ -108,6 +111,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     parallel=args.parallel)
     print((Path(args.out) / "leaderboard.md").read_text())
     print(f"leaderboard, plots and runs in {args.out}")
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from .audio import ClipConfig
+    from .corpora import load_manifest
+    from .probe import probe_layers
+
+    manifest = load_manifest(args.corpus, args.data)
+    table = probe_layers(manifest, args.encoder, folds=args.folds, val=args.val, test=args.test,
+                         split_seed=args.split_seed, clip=ClipConfig(seconds=args.seconds), cache_dir=args.cache,
+                         out_dir=args.out, seed=args.seed, path=args.encoder_path, device=args.device,
+                         batch_size=args.batch_size, progress=not args.quiet)
+    print((Path(args.out) / "layers.md").read_text())
+    print(f"chosen layer {int(table.loc[table['chosen'], 'layer'].iloc[0])} (best validation UAR); "
+          f"table, plot and settings in {args.out}")
     return 0
 
 
@@ -169,19 +188,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .audio import AudioError
-    from .runtime import load_model
+    from .audio import AudioError, DecodeLimits, load_audio
+    from .modelmeta import validate_metadata
+    from .runtime import load_model, read_metadata
 
+    validate_metadata(read_metadata(args.model))  # a malformed model: one line naming the field
     model = load_model(args.model, threads=args.threads)
+    limits = DecodeLimits(max_seconds=args.max_seconds)
     failed = 0
     for path in args.audio:
         try:
+            y = load_audio(path, model.sample_rate, limits)  # streamed: memory bounded by max_seconds
             if args.timeline:
-                answer = model.timeline(path, window=args.window, hop=args.hop)
+                answer = model.timeline(y, window=args.window, hop=args.hop)
             else:
-                answer = model.predict(path)
-        except AudioError as e:
-            print(f"ser: error: {e}", file=sys.stderr)
+                answer = model.predict(y)
+        except (AudioError, MemoryError) as e:
+            reason = e if isinstance(e, AudioError) else f"{path}: not enough memory to analyse it"
+            print(f"ser: error: {reason}", file=sys.stderr)
             failed += 1
             continue
         print(json.dumps({"file": str(path), **answer}))
@@ -191,10 +215,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .serve import Limits, serve
 
-    serve(args.model, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-          limits=Limits(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds,
-                        min_seconds=args.min_seconds))
+    # checked before anything loads: contradicting limits are one line, not a traceback
+    limits = Limits(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds,
+                    min_seconds=args.min_seconds, max_parts=args.max_parts, body_timeout=args.body_timeout,
+                    request_timeout=args.request_timeout)
+    serve(args.model, host=args.host, port=args.port, workers=args.workers, threads=args.threads, limits=limits,
+          header_timeout=args.header_timeout, keep_alive=args.keep_alive, max_connections=args.max_connections,
+          allowed_hosts=_names(args.allowed_hosts), cors_origins=_names(args.cors_origins),
+          forwarded_allow_ips=args.forwarded_allow_ips)
     return 0
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
 
 
 def _cmd_client(args: argparse.Namespace) -> int:
@@ -215,6 +248,8 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=probability, default=0.3, help="dropout before the classifier")
     p.add_argument("--weight-decay", type=nonnegative_float, default=1e-2, help="AdamW decoupled weight decay")
     p.add_argument("--label-smoothing", type=probability, default=0.05, help="label smoothing of the loss")
+    p.add_argument("--encoder-path", type=Path, default=None,
+                   help="encoder weights (CTranslate2 folder or openai .pt) instead of the installed package")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for training steps (about 2.5x faster on CPUs with AVX512-BF16/AMX)")
     _add_split_flags(p)
@@ -282,9 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=positive_int, default=_default_jobs(), help="feature extraction processes")
         p.add_argument("--seconds", type=positive_float, default=3.0, help="clip length after silence trimming")
 
-    p = sub.add_parser("train", help="train one ResNet18 on one representation", formatter_class=fmt)
+    p = sub.add_parser("train", help="train one member (ResNet18 or pooled head) on one representation",
+                       formatter_class=fmt)
     corpus_flags(p)
-    p.add_argument("--feature", required=True, help="representation name, e.g. mel")
+    p.add_argument("--feature", required=True,
+                   help="a feature (mel, mfcc, ...) or an encoder layer (whisper_base@5; a bare name: its default layer)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/FEATURE)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt if present")
     _add_training_flags(p)
@@ -293,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="the representation study: one model each, one leaderboard",
                        formatter_class=fmt)
     corpus_flags(p)
-    p.add_argument("--features", default="all", help="'all' or a comma list")
+    p.add_argument("--features", default="all",
+                   help="'all' (the eleven features) or a comma list of features and encoder layers: mel,whisper_base@5")
     p.add_argument("--out", required=True, type=Path, help="study folder")
     p.add_argument("--folds", type=positive_int, default=None, help="k leave-speakers-out folds instead of one split")
     p.add_argument("--resume", action="store_true",
@@ -302,6 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training runs at a time, one process each (a GPU or many cores)")
     _add_training_flags(p)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("layers", help="linear probe of every layer of a pretrained encoder; layer chosen on validation",
+                       formatter_class=fmt)
+    p.add_argument("--encoder", required=True, help="encoder name: whisper_tiny_en or whisper_base")
+    p.add_argument("--corpus", required=True, choices=CORPORA, help="corpus layout")
+    p.add_argument("--data", required=True, type=Path, help="corpus folder (CSV file for 'manifest')")
+    p.add_argument("--out", required=True, type=Path, help="output folder (layers.csv, layers.md, layers.png)")
+    p.add_argument("--folds", type=positive_int, default=None, help="k leave-speakers-out folds instead of one split")
+    p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="feature cache folder (states are kept)")
+    p.add_argument("--encoder-path", type=Path, default=None,
+                   help="weights by path: a CTranslate2 Whisper folder or an openai-whisper .pt (default: the pinned packages)")
+    p.add_argument("--seconds", type=positive_float, default=3.0, help="clip length after silence trimming")
+    p.add_argument("--device", default=None, help="torch device of the encoder (default: cuda when available, else cpu)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="clips per encoder call")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="classifier and bootstrap seed")
+    _add_split_flags(p)
+    p.set_defaults(func=_cmd_layers)
 
     p = sub.add_parser("sweep", help="training recipes x representations x seeds, ranked by validation UAR",
                        formatter_class=fmt)
@@ -354,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=positive_float, default=None, help="timeline window in seconds (default: clip length)")
     p.add_argument("--hop", type=positive_float, default=None, help="timeline hop in seconds (default: half the window)")
     p.add_argument("--threads", type=positive_int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--max-seconds", type=positive_float, default=3600.0,
+                   help="longest audio decoded (longer files are refused; memory stays bounded)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("serve", help="HTTP service: POST audio to /predict, get the emotion (no torch)",
@@ -366,6 +423,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=positive_float, default=20.0, help="largest upload accepted (MB)")
     p.add_argument("--max-seconds", type=positive_float, default=600.0, help="longest audio accepted (seconds)")
     p.add_argument("--min-seconds", type=positive_float, default=0.25, help="shortest audio accepted (seconds)")
+    p.add_argument("--max-parts", type=positive_int, default=16, help="most parts in a multipart body")
+    p.add_argument("--header-timeout", type=positive_float, default=10.0,
+                   help="seconds for request headers to arrive (also an idle new connection)")
+    p.add_argument("--body-timeout", type=positive_float, default=15.0,
+                   help="seconds a request body may stall before it is refused")
+    p.add_argument("--request-timeout", type=positive_float, default=120.0,
+                   help="seconds the whole request body may take to arrive")
+    p.add_argument("--keep-alive", type=positive_float, default=5.0, help="seconds an idle kept-alive connection stays")
+    p.add_argument("--max-connections", type=positive_int, default=64,
+                   help="connections at once; more are answered 503")
+    p.add_argument("--allowed-hosts", default=None,
+                   help="comma list of Host names served (example.com,*.example.com); default: any")
+    p.add_argument("--cors-origins", default=None,
+                   help="comma list of origins whose browser pages may call the API (https://app.example.com)")
+    p.add_argument("--forwarded-allow-ips", default=None,
+                   help="comma list of proxy addresses whose X-Forwarded-* headers are believed; default: none")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("client", help="send audio files to a running `ser serve` and print its answers",

@@ -1,11 +1,13 @@
 """The torch-free runtime: an exported ``.onnx`` file in, emotions out.
 
 Everything a model needs to serve is in the file's ``metadata_props`` (key ``"ser"``, a
-JSON document): ordered labels, each member's input name, feature and feature config,
-the clip config it was trained with (sample rate, length, silence trimming), the
-ensemble weights and temperature. This module imports onnxruntime, numpy and the
-feature code only, never torch; the service (``ser.serve``), ``ser predict`` and
-``export_scripts/test_onnx_model.py`` all go through :class:`EmotionModel`.
+JSON document): ordered labels, each member's graph input and what to compute for it
+(``"input"``: a hand-made feature with its config, or ``"whisper_logmel"``: Whisper's
+log-mel of the clip, for a member whose encoder is inside the graph), the clip config it
+was trained with (sample rate, length, silence trimming), the ensemble weights and
+temperature. This module imports onnxruntime, numpy, the feature code and the numpy
+log-mel (:mod:`ser.encoders.logmel`) only, never torch; the service (``ser.serve``),
+``ser predict`` and ``export_scripts/test_onnx_model.py`` all go through :class:`EmotionModel`.
 
 Audio of up to ``SINGLE_CLIP_FACTOR`` clip lengths (at least ``SINGLE_CLIP_MIN_S``) is one
 clip, prepared exactly as in training (silence trimmed, padded or cut to the clip length). Longer audio is cut into
@@ -31,6 +33,8 @@ from typing import Any, Iterable, Mapping, Union
 import numpy as np
 
 from .audio import AudioError, ClipConfig, load_audio, prepare_clip, resample
+from .encoders.logmel import SAMPLE_RATE as LOGMEL_RATE
+from .encoders.logmel import log_mel_spectrogram
 from .errors import SerError
 from .features import config_from_key, extract, feature_key
 
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 METADATA_KEY = "ser"  # the metadata_props entry holding our JSON description
 FORMAT = "ser-onnx"  # its "format" field
 OUTPUT = "probabilities"  # the graph's output: calibrated, weighted probabilities (N, labels)
+FEATURE_INPUT = "feature"  # a member's input kind: a hand-made feature (ser.features)
+LOGMEL_INPUT = "whisper_logmel"  # ... or Whisper's log-mel of the clip (the encoder is in the graph)
 SINGLE_CLIP_FACTOR = 2.0  # audio up to this many clip lengths (and at least SINGLE_CLIP_MIN_S)
 SINGLE_CLIP_MIN_S = 5.0  # ... is one clip, prepared exactly as in training; longer audio is windowed
 SILENCE_TOP_DB = 40.0  # a window whose loudest 25 ms frame is this far below the file's loudest is silent
@@ -80,11 +86,18 @@ class ModelError(SerError, ValueError):
 class Member:
     """One ensemble member as the runtime sees it: a graph input and how to compute it."""
 
-    name: str  # graph input name (the member's name, e.g. "mel")
-    feature: str  # representation name in ser.features
-    config: Any  # its frozen feature config
-    rows: int  # expected feature rows
+    name: str  # the member's name (e.g. "mel", "whisper_base@5")
+    feature: str  # representation name (ser.features, or an encoder layer)
+    config: Any  # its frozen feature config (None for a log-mel input)
+    rows: int  # rows of its graph input (feature rows, or mel bands)
     weight: float  # ensemble weight (informational: the graph applies it)
+    kind: str = FEATURE_INPUT  # FEATURE_INPUT or LOGMEL_INPUT
+    input: str = ""  # the graph input it reads (its own name unless shared; "" = name)
+
+    @property
+    def source(self) -> str:
+        """The graph input this member reads."""
+        return self.input or self.name
 
 
 def parse_metadata(props: Mapping[str, str], source: str) -> dict[str, Any]:
@@ -138,7 +151,8 @@ class EmotionModel:
         threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
 
     Attributes:
-        labels: ordered class names. members: the graph inputs (:class:`Member`).
+        labels: ordered class names. members: the ensemble members (:class:`Member`).
+        inputs: ``{graph input name: the first member reading it}``.
         clip: the training clip config. meta: the full metadata. name: the file's stem.
     """
 
@@ -162,15 +176,20 @@ class EmotionModel:
         self.sample_rate = int(self.clip.sample_rate)
         self.single_clip_max_s = max(SINGLE_CLIP_FACTOR * self.clip.seconds, SINGLE_CLIP_MIN_S)
         self.members = [self._member(m) for m in self.meta["members"]]
-        inputs = {i.name for i in self.session.get_inputs()}
-        missing = [m.name for m in self.members if m.name not in inputs]
-        if missing or len(self.session.get_outputs()) != 1:
-            raise ModelError(f"{self.path}: graph inputs {sorted(inputs)} do not match the members in its "
-                             f"metadata {[m.name for m in self.members]}; re-export the model")
-        self._output = self.session.get_outputs()[0].name
-        # one extract() call per group of members whose feature names do not collide
-        self._calls: list[dict[str, Member]] = []
+        # each graph input once (encoder members on one log-mel share it), in member order
+        self.inputs: dict[str, Member] = {}
         for m in self.members:
+            self.inputs.setdefault(m.source, m)
+        inputs = {i.name for i in self.session.get_inputs()}
+        if set(self.inputs) != inputs or len(self.session.get_outputs()) != 1:
+            raise ModelError(f"{self.path}: graph inputs {sorted(inputs)} do not match the members in its "
+                             f"metadata {sorted(self.inputs)}; re-export the model")
+        self._output = self.session.get_outputs()[0].name
+        # one extract() call per group of feature inputs whose feature names do not collide
+        self._calls: list[dict[str, Member]] = []
+        for m in self.inputs.values():
+            if m.kind != FEATURE_INPUT:
+                continue
             call = next((c for c in self._calls if m.feature not in c), None)
             if call is None:
                 call = {}
@@ -178,6 +197,17 @@ class EmotionModel:
             call[m.feature] = m
 
     def _member(self, m: Mapping[str, Any]) -> Member:
+        spec = m.get("input") or {"kind": FEATURE_INPUT}  # files exported before members had kinds
+        kind, source = spec.get("kind"), spec.get("name", m["name"])
+        if kind == LOGMEL_INPUT:
+            if self.sample_rate != LOGMEL_RATE:
+                raise ModelError(f"{self.path}: member {m['name']!r} reads Whisper log-mel, which needs "
+                                 f"{LOGMEL_RATE} Hz clips; the metadata says {self.sample_rate} Hz")
+            return Member(m["name"], m["feature"], None, int(spec["n_mels"]), float(m.get("weight", 0.0)), kind,
+                          source)
+        if kind != FEATURE_INPUT:
+            raise ModelError(f"{self.path}: member {m['name']!r} has input kind {kind!r}, which this ser does not "
+                             f"know ({FEATURE_INPUT}, {LOGMEL_INPUT}); update ser")
         key = {**m["feature_key"], "name": m["feature"]}
         try:
             config = config_from_key(key)
@@ -187,7 +217,7 @@ class EmotionModel:
         if key.get("version") != ours:
             raise ModelError(f"{self.path}: member {m['name']!r} was trained on {m['feature']} features version "
                              f"{key.get('version')}, this ser computes version {ours}; retrain and re-export")
-        return Member(m["name"], m["feature"], config, int(m["rows"]), float(m.get("weight", 0.0)))
+        return Member(m["name"], m["feature"], config, int(m["rows"]), float(m.get("weight", 0.0)), kind, source)
 
     def __repr__(self) -> str:
         return f"EmotionModel({str(self.path)!r}, members={[m.name for m in self.members]}, labels={self.labels})"
@@ -210,23 +240,33 @@ class EmotionModel:
         return load_audio(audio, self.sample_rate)
 
     def features(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Graph inputs ``{member: (N, rows, frames)}`` for prepared clips (model rate)."""
-        cols: dict[str, list[np.ndarray]] = {m.name: [] for m in self.members}
+        """Graph inputs ``{input: (N, rows, frames)}`` for prepared clips (model rate): each
+        feature member's features, and Whisper's log-mel of the clip for encoder members,
+        computed as in training (the same prepared clip, the same log-mel to ~1e-5)."""
+        cols: dict[str, list[np.ndarray]] = {name: [] for name in self.inputs}
         for y in clips:
             for call in self._calls:
                 got = extract(y, self.sample_rate, list(call), {f: m.config for f, m in call.items()})
                 for f, m in call.items():
-                    cols[m.name].append(got[f])
+                    cols[m.source].append(got[f])
+            for name, m in self.inputs.items():
+                if m.kind == LOGMEL_INPUT:
+                    cols[name].append(log_mel_spectrogram(y, m.rows))
         return {name: np.stack(arrs) for name, arrs in cols.items()}
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The graph on ready inputs ``{member: (N, rows, frames)}`` -> probabilities (N, labels)."""
-        for m in self.members:
-            x = inputs.get(m.name)
+        """The graph on ready inputs ``{input: (N, rows, frames)}`` -> probabilities (N, labels).
+
+        Keys are graph input names (:attr:`inputs`); other keys are ignored, so the
+        member-keyed inputs of ``ser.ensemble.bundle_features`` fit as they are.
+        """
+        for name, m in self.inputs.items():
+            x = inputs.get(name)
             if x is None or x.ndim != 3 or x.shape[1] != m.rows:
-                raise ModelError(f"input {m.name!r}: expected (N, {m.rows}, frames), got "
+                what = "log-mel" if m.kind == LOGMEL_INPUT else "features"
+                raise ModelError(f"input {name!r} ({what}): expected (N, {m.rows}, frames), got "
                                  f"{None if x is None else x.shape}")
-        feed = {m.name: np.ascontiguousarray(inputs[m.name], dtype=np.float32) for m in self.members}
+        feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.inputs}
         return np.asarray(self.session.run([self._output], feed)[0], dtype=np.float64)
 
     def probabilities(self, clips: Iterable[np.ndarray]) -> np.ndarray:

@@ -25,11 +25,10 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .cache import DEFAULT_ROOT
+from .cache import DEFAULT_ROOT, extract_corpus, extract_encoder, load_features
 from .evaluate import evaluate_predictions, plot_confusion_grid, plot_leaderboard
-from .features import output_rows, resolve_names
-from .cache import extract_corpus, load_features
 from .fileio import write_json_atomic
+from .representations import encoder_config, representation_rows, resolve_representations, split_kinds
 from .splits import speaker_folds, speaker_keys, speaker_split
 from .train import TrainConfig, train_runs, waveform_chain
 
@@ -107,7 +106,8 @@ def run_study(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainC
     Returns:
         The leaderboard, best test UAR first.
     """
-    names = resolve_names(features)
+    names = resolve_representations(features)
+    feature_names, encoder_names = split_kinds(names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -115,11 +115,16 @@ def run_study(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainC
               else [speaker_split(manifest, val=val, test=test, seed=split_seed)])
     fold_dirs = [out / f"fold{i}" for i in range(len(splits))] if folds else [out]
     pd.concat([s.assign(fold=i) for i, s in enumerate(splits)]).to_csv(out / "split.csv", index=False)
-    extract_corpus(manifest, names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    if feature_names:
+        extract_corpus(manifest, feature_names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    for name in encoder_names:  # states once here, not once per run (parallel runs would race)
+        enc = encoder_config(name)
+        extract_encoder(manifest, enc.name, [enc.layer], clip=cfg.clip, cache_dir=cache_dir,
+                        sequences=(enc.layer,), path=cfg.encoder_path, progress=progress)
     chain, copies = waveform_chain(cfg)
     if copies:  # every training clip's augmented copies, all features in one pass per copy
         train_paths = set().union(*(s.loc[s["split"] == "train", "path"] for s in splits))
-        extract_corpus(manifest[manifest["path"].isin(train_paths)], names, clip=cfg.clip, cache_dir=cache_dir,
+        extract_corpus(manifest[manifest["path"].isin(train_paths)], feature_names, clip=cfg.clip, cache_dir=cache_dir,
                        jobs=jobs, progress=progress, augment=chain, copies=copies)
 
     tasks = [(split_df, replace(cfg, feature=name), fdir / "runs" / name)
@@ -141,14 +146,14 @@ def run_study(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainC
         probs, y, groups, labels = _pooled_test(run_dirs)
         test_metrics = evaluate_predictions(probs, y, labels, n_boot=cfg.n_boot, seed=cfg.seed, groups=groups)
         extra = {k: (",".join(map(str, v)) if isinstance(v, list) else round(v, 1)) for k, v in extra.items()}
-        rows.append(_row(name, output_rows(name), test_metrics, float(np.mean(val_uars)), extra))
+        rows.append(_row(name, representation_rows(name), test_metrics, float(np.mean(val_uars)), extra))
         confusions[name] = (test_metrics["confusion"], labels)
         log.info("%s: test UAR %.3f", name, test_metrics["uar"])
 
-    if baseline:
-        bt, val_uar, labels = _baseline(manifest, splits, names, cfg, cache_dir, jobs, progress,
+    if baseline and feature_names:  # statistics of the hand-made features only
+        bt, val_uar, labels = _baseline(manifest, splits, feature_names, cfg, cache_dir, jobs, progress,
                                         [fdir / "runs" / BASELINE for fdir in fold_dirs])
-        rows.append(_row(BASELINE, sum(output_rows(n) for n in names) * 2, bt, val_uar,
+        rows.append(_row(BASELINE, sum(representation_rows(n) for n in feature_names) * 2, bt, val_uar,
                          {"best_epoch": "", "epochs_run": "", "train_seconds": np.nan}))
         confusions[BASELINE] = (bt["confusion"], labels)
 

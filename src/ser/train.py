@@ -27,13 +27,13 @@ from tqdm.auto import tqdm
 
 from .audio import ClipConfig
 from .augment import AugmentConfig, augmentation_for, waveform_augmentation
-from .cache import DEFAULT_ROOT
+from .cache import DEFAULT_ROOT, load_features
 from .checkpoint import load_checkpoint, load_resume_state, save_checkpoint, save_resume_state
 from .evaluate import evaluate_predictions, predictions_table
 from .fileio import write_json_atomic
 from .features import feature_key, get_config
-from .cache import load_features
 from .models import build_model
+from .representations import encoder_config, is_encoder
 from .splits import SplitError, check_speaker_disjoint, speaker_keys, split_speakers
 from .tracking import Tracker, prepare_store
 
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Everything that decides a training run (logged whole to MLflow)."""
 
-    feature: str = "mel"  # representation name from ser.features.available_features()
-    model: str = "resnet18"  # model registry name
+    feature: str = "mel"  # a feature (ser.features) or an encoder layer (whisper_base@5): ser.representations
+    model: str = "auto"  # model registry name; auto = resnet18 for features, asp for encoder states
     epochs: int = 20  # upper bound (the one-cycle schedule spans it); early stopping may end sooner
     batch_size: int = 32  # clips per optimiser step
     lr: float = 1e-3  # peak learning rate of the one-cycle schedule
@@ -60,6 +60,7 @@ class TrainConfig:
     # feature masks; AugmentConfig(enabled=False) turns both off; its seed is replaced by ``seed``
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)  # how files become clips
+    encoder_path: str | None = None  # encoder weights (CTranslate2 dir or .pt) instead of the installed package
     n_boot: int = 1000  # bootstrap resamples for the test confidence intervals
 
 
@@ -102,6 +103,28 @@ def predict_proba(model: nn.Module, x: np.ndarray, device: torch.device, batch_s
     return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
 
 
+def model_name(cfg: TrainConfig) -> str:
+    """The model registry name a run uses (``auto``: a ResNet for maps, a pooled head for encoder states)."""
+    if cfg.model != "auto":
+        return cfg.model
+    return "asp" if is_encoder(cfg.feature) else "resnet18"
+
+
+def representation_meta(cfg: TrainConfig) -> dict[str, Any]:
+    """What identifies a run's input: ``feature_key`` (and ``encoder`` for an encoder layer).
+
+    Export and serving read these to rebuild the input exactly: a feature's config, or the
+    encoder (name, layer, weight hash, mel bands) whose states the head was trained on.
+    """
+    if not is_encoder(cfg.feature):
+        return {"feature_key": feature_key(cfg.feature, get_config(cfg.feature))}
+    from .encoders import encoder_key, get_spec
+
+    enc = encoder_config(cfg.feature)
+    key = encoder_key(enc, cfg.encoder_path)
+    return {"feature_key": key, "encoder": {**key, "n_mels": get_spec(enc.name).dims.n_mels}}
+
+
 def _augment_config(cfg: TrainConfig) -> AugmentConfig:
     # the run's seed drives every augmentation draw, so one --seed reproduces a run
     return replace(cfg.augment, seed=cfg.seed)
@@ -109,7 +132,7 @@ def _augment_config(cfg: TrainConfig) -> AugmentConfig:
 
 def feature_augmenter(cfg: TrainConfig) -> tuple[Any, dict | None]:
     """The online feature augmentation of training batches (callable, its dict), or ``(None, None)``."""
-    if not cfg.augment.enabled:
+    if not cfg.augment.enabled or is_encoder(cfg.feature):  # the policy is for the eleven features
         return None, None
     aug = augmentation_for(cfg.feature, _augment_config(cfg))
     return aug, aug.to_dict()
@@ -117,7 +140,8 @@ def feature_augmenter(cfg: TrainConfig) -> tuple[Any, dict | None]:
 
 def waveform_chain(cfg: TrainConfig) -> tuple[dict | None, int]:
     """The waveform augmentation chain (its dict, part of the cache key) and the copy count."""
-    if not cfg.augment.enabled or cfg.augment.copies <= 0:
+    # encoder states of augmented copies would cost an encoder pass each: not cached
+    if not cfg.augment.enabled or cfg.augment.copies <= 0 or is_encoder(cfg.feature):
         return None, 0
     return waveform_augmentation(_augment_config(cfg)).to_dict(), cfg.augment.copies
 
@@ -172,10 +196,17 @@ def load_data(manifest: pd.DataFrame, cfg: TrainConfig, cache_dir: str | Path = 
     tr, va, te = (split == "train"), (split == "val"), (split == "test")
     if not tr.any() or not va.any():
         raise SplitError("the split needs train and val clips; make it with speaker_split or speaker_folds")
-    feat_cfg = {cfg.feature: get_config(cfg.feature)}
-    X = load_features(manifest, [cfg.feature], feat_cfg, cfg.clip, cache_dir, jobs=jobs,
-                      progress=progress)[cfg.feature]
     wave_aug, copies = waveform_chain(cfg)
+    if is_encoder(cfg.feature):
+        from .cache import load_encoder_states
+
+        enc = encoder_config(cfg.feature)
+        X = load_encoder_states(manifest, enc.name, enc.layer, cfg.clip, cache_dir, path=cfg.encoder_path,
+                                progress=progress)
+    else:
+        feat_cfg = {cfg.feature: get_config(cfg.feature)}
+        X = load_features(manifest, [cfg.feature], feat_cfg, cfg.clip, cache_dir, jobs=jobs,
+                          progress=progress)[cfg.feature]
     if copies:
         X_train = load_features(manifest[tr], [cfg.feature], feat_cfg, cfg.clip, cache_dir, jobs=jobs,
                                 progress=progress, augment=wave_aug, copies=copies)[cfg.feature]
@@ -279,18 +310,19 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
     augment, _ = feature_augmenter(cfg)
 
     # 3. model, optimiser, schedule, class-weighted loss
-    model = build_model(cfg.model, labels, data.x.shape[1], dropout=cfg.dropout).to(device)
+    model = build_model(model_name(cfg), labels, data.x.shape[1], dropout=cfg.dropout).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs, pct_start=0.2,
                                                 steps_per_epoch=max(1, math.ceil(n_train / cfg.batch_size)))
     counts = np.bincount(data.y[data.train], minlength=len(labels)).astype(np.float64)
     class_w = torch.tensor(n_train / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=class_w.to(device), label_smoothing=cfg.label_smoothing)
-    feat_key = feature_key(cfg.feature, get_config(cfg.feature))
+    rep = representation_meta(cfg)
+    feat_key = rep["feature_key"]
     meta = {
-        "labels": labels, "feature": cfg.feature, "feature_key": feat_key,
+        "labels": labels, "feature": cfg.feature, **rep,
         "clip": asdict(cfg.clip), "mean": data.mean.tolist(), "std": data.std.tolist(),
-        "height": int(data.x.shape[1]), "model": cfg.model, "dropout": cfg.dropout,
+        "height": int(data.x.shape[1]), "model": model_name(cfg), "dropout": cfg.dropout,
         "speakers": split_speakers(manifest), "train_config": asdict(cfg), "augment": data.augment,
         "corpus": sorted(map(str, manifest["corpus"].unique())),
     }

@@ -57,6 +57,7 @@ class SelfAttention(nn.Module):
     def __init__(self, n_state: int, n_head: int):
         super().__init__()
         self.n_head = n_head
+        self.scale = (n_state // n_head) ** -0.5  # a Python constant, not traced from shapes
         self.query = nn.Linear(n_state, n_state)
         self.key = nn.Linear(n_state, n_state, bias=False)
         self.value = nn.Linear(n_state, n_state)
@@ -64,14 +65,13 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, t, d = x.shape
-        h = self.n_head
-        # (B, T, D) -> (B, H, T, D/H); reshape with -1 keeps T symbolic in an ONNX trace
-        q = self.query(x).reshape(b, t, h, -1).transpose(1, 2)
-        k = self.key(x).reshape(b, t, h, -1).transpose(1, 2)
-        v = self.value(x).reshape(b, t, h, -1).transpose(1, 2)
-        scores = (q @ k.transpose(-1, -2)) * ((d // h) ** -0.5)
-        out = torch.softmax(scores, dim=-1) @ v
-        return self.out(out.transpose(1, 2).reshape(b, t, d))
+        # (B, T, D) -> (B, H, T, D/H); b and t stay symbolic in an ONNX trace
+        q = self.query(x).reshape(b, t, self.n_head, -1).transpose(1, 2)
+        k = self.key(x).reshape(b, t, self.n_head, -1).transpose(1, 2)
+        v = self.value(x).reshape(b, t, self.n_head, -1).transpose(1, 2)
+        # softmax(q k^T / sqrt(d_head)) v; Whisper scales q and k by d_head^-1/4 each, the same
+        weights = torch.softmax((q @ k.transpose(-1, -2)) * self.scale, dim=-1)
+        return self.out((weights @ v).transpose(1, 2).reshape(b, t, d))
 
 
 class ResidualAttentionBlock(nn.Module):

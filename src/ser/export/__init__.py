@@ -4,9 +4,12 @@ The torch-free side, :func:`ser.runtime.load_model`, reads the ``.onnx`` files w
 here and predicts from audio; it lives outside this package so serving never imports it.
 
 - :mod:`ser.export.onnx_export` (torch): :func:`export_bundle` turns a bundle into one
-  ONNX graph (normalisation, members, weights, temperature inside), validates it, checks
-  parity with PyTorch and quantizes it.
-- :mod:`ser.export.quantize`: static QDQ per-channel int8 and dynamic int8 (onnxruntime).
+  ONNX graph (normalisation, members, weights, temperature inside; for encoder members
+  the Whisper encoder, truncated to the highest layer they read, with its log-mel as the
+  graph input), validates it, checks parity with PyTorch and quantizes it.
+- :mod:`ser.export.quantize`: static QDQ per-channel int8 for the ResNets, int8 MatMuls
+  for the transformer, and dynamic int8 (onnxruntime).
+- :mod:`ser.export.compare`: PyTorch vs ONNX fp32 vs int8, accuracy, agreement, latency.
 
 Names load lazily so that ``import ser.export`` stays cheap.
 

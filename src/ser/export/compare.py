@@ -1,10 +1,14 @@
 """PyTorch fp32 vs ONNX fp32 vs int8 static vs int8 dynamic on the bundle's test speakers.
 
-One table: file size, model latency (median of batch-1 runs at 1 and 2 threads, features
-given), test accuracy and UAR, argmax agreement and max probability difference against
-PyTorch. All four run in the same process on the same inputs, so the ratios are fair.
-``export_scripts/test_quantization.py --compare`` is the thin shell over
-:func:`compare_precisions`.
+One table: file size, model latency (median of batch-1 runs at 1 and 2 threads, inputs
+given: features, or the log-mel for an encoder member, whose encoder runs inside the
+model), test accuracy and UAR, argmax agreement and max probability difference against
+PyTorch. All run in the same process on the same inputs, so the ratios are fair. A
+bundle with an encoder member gets one more row: static int8 with the encoder's MatMuls
+quantized the other way (static QDQ instead of dynamic, or the reverse), exported to
+``<export_dir>/encoder_<mode>/``, so the choice of :data:`ser.export.quantize.TRANSFORMER_INT8`
+can be re-measured. ``export_scripts/test_quantization.py --compare`` is the thin shell
+over :func:`compare_precisions`.
 
 Example:
     >>> rows = compare_precisions("runs/demo/ensemble/bundle", "runs/demo/model",
@@ -19,13 +23,19 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..ensemble.bundle import bundle_features, load_bundle, predict_bundle
+from ..ensemble.bundle import EncoderMember, bundle_features, load_bundle, predict_bundle
 from ..evaluate import classification_metrics
-from .onnx_export import FILES, ExportError, agreement, export_bundle, split_manifest
 from ..runtime import EmotionModel
+from .onnx_export import FILES, ExportError, agreement, export_bundle, split_manifest
+from .quantize import TRANSFORMER_INT8
 
 NAMES = {"pytorch": "PyTorch fp32", "fp32": "ONNX fp32", "int8_static": "ONNX int8 static (QDQ, per-channel)",
          "int8_dynamic": "ONNX int8 dynamic"}
+OTHER = {"dynamic": "static", "static": "dynamic"}
+
+
+def _encoder_mode(kind: str, mode: str) -> str:
+    return f"{NAMES[kind]}, encoder MatMuls {mode}"
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
@@ -41,41 +51,59 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
 
 def compare_precisions(bundle: str | Path, export_dir: str | Path, corpus: str, data: str | Path,
                        cache_dir: str | Path = "feature_cache", threads: Iterable[int] = (1, 2), repeats: int = 30,
-                       progress: bool = True) -> list[dict[str, Any]]:
-    """Measure the four precisions (exporting the missing ONNX files first).
+                       progress: bool = True, clips: int | None = None) -> list[dict[str, Any]]:
+    """Measure the precisions (exporting the missing ONNX files first).
 
     Args:
         bundle: the ensemble bundle folder. export_dir: where the ONNX files are (or go).
         corpus, data: the corpus the bundle was trained on (test speakers are scored).
         cache_dir: feature cache. threads: thread counts to time. repeats: timed runs each.
+        clips: score this many test clips (a seeded sample), or all of them (None).
 
     Returns:
-        One dict per precision: name, size_mb, ms_<t>t per thread count, accuracy, uar,
-        argmax_agreement and max_abs_diff (vs PyTorch), n (test clips).
+        One dict per precision: kind, name, size_mb, ms_<t>t per thread count, accuracy,
+        uar, argmax_agreement and max_abs_diff (vs PyTorch), n (test clips).
     """
     import torch
 
     export_dir = Path(export_dir)
-    if not all((export_dir / f).is_file() for f in FILES.values()):
+    models, meta = load_bundle(bundle)
+    encoder = any(isinstance(m, EncoderMember) for m in models.values())
+    files = {k: export_dir / f for k, f in FILES.items()}
+    if encoder:  # the served int8 with the encoder's MatMuls quantized the other way
+        other = OTHER[TRANSFORMER_INT8]
+        files["int8_other"] = export_dir / f"encoder_{other}" / FILES["int8_static"]
+    if not all(files[k].is_file() for k in FILES):
         export_bundle(bundle, export_dir, quantize="both", corpus=corpus, data=data, cache_dir=cache_dir,
                       progress=progress)
-    models, meta = load_bundle(bundle)
+    if encoder and not files["int8_other"].is_file():
+        export_bundle(bundle, files["int8_other"].parent, quantize="static", corpus=corpus, data=data,
+                      cache_dir=cache_dir, progress=progress, transformer=other)
     manifest = split_manifest(meta, corpus, data)
     test = manifest[manifest["split"] == "test"]
     if test.empty:
         raise ExportError("no test-speaker clips to compare on")
+    if clips is not None and clips < len(test):
+        test = test.sample(n=clips, random_state=0).sort_index()
     x = bundle_features(meta, test, cache_dir, progress=progress)
     labels = list(meta["labels"])
     y = np.array([labels.index(e) for e in test["emotion"]])
     one = {k: v[:1] for k, v in x.items()}
     reference = predict_bundle((models, meta), x)
     torch_threads = torch.get_num_threads()  # restored after the PyTorch timings
+    names = dict(NAMES)
+    if encoder:
+        names.update(int8_static=_encoder_mode("int8_static", TRANSFORMER_INT8),
+                     int8_other=_encoder_mode("int8_static", OTHER[TRANSFORMER_INT8]),
+                     int8_dynamic=_encoder_mode("int8_dynamic", "dynamic"))
     rows = []
-    for kind in ("pytorch", *FILES):
-        row: dict[str, Any] = {"kind": kind, "name": NAMES[kind], "n": int(len(y))}
+    for kind in ("pytorch", *files):
+        row: dict[str, Any] = {"kind": kind, "name": names[kind], "n": int(len(y))}
         if kind == "pytorch":
             probs = reference
             size = sum((Path(bundle) / m["checkpoint"]).stat().st_size for m in meta["members"])
+            size += sum(4 * p.numel() for e in {id(m.encoder): m.encoder for m in models.values()
+                                                 if isinstance(m, EncoderMember)}.values() for p in e.parameters())
             try:
                 for t in threads:
                     torch.set_num_threads(int(t))
@@ -84,11 +112,10 @@ def compare_precisions(bundle: str | Path, export_dir: str | Path, corpus: str, 
             finally:
                 torch.set_num_threads(torch_threads)
         else:
-            path = export_dir / FILES[kind]
-            size = path.stat().st_size
-            probs = EmotionModel(path).run(x)
+            size = files[kind].stat().st_size
+            probs = EmotionModel(files[kind]).run(x)
             for t in threads:
-                model = EmotionModel(path, threads=int(t))
+                model = EmotionModel(files[kind], threads=int(t))
                 row[f"ms_{t}t"] = _median_ms(lambda: model.run(one), repeats)
         scores = classification_metrics(y, probs.argmax(1), labels)
         row.update(size_mb=size / 2**20, accuracy=float(scores["accuracy"]), uar=float(scores["uar"]),

@@ -16,24 +16,35 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
+from ..errors import SerError
+
 # code -> (HTTP status, when it is answered)
 ERRORS: dict[str, tuple[int, str]] = {
     "empty_body": (400, "the request has no audio (0 bytes, or an empty `file` part)"),
     "missing_file": (400, "a multipart request without a `file` field"),
     "bad_multipart": (400, "a multipart body that cannot be parsed (no boundary, cut short, malformed)"),
     "incomplete_body": (400, "the connection closed before the whole body arrived"),
+    "bad_host": (400, "a Host header that is not in --allowed-hosts"),
+    "request_timeout": (408, "the body stalled (no byte for body_timeout seconds) or took longer than "
+                             "request_timeout to arrive"),
     "too_large": (413, "the upload is larger than max_bytes (refused while it arrives)"),
+    "too_demanding": (413, "decoding or analysing the audio needs more memory than the server has free"),
     "unsupported_format": (415, "a known container that is not read (M4A/AAC, WebM, AMR, MIDI)"),
-    "bad_audio": (422, "not audio, truncated or corrupt, no samples, or every sample NaN/infinite"),
+    "bad_audio": (422, "not audio, truncated or corrupt, no samples, mostly NaN/infinite samples, samples far "
+                       "beyond full scale, or more channels or a higher rate than accepted"),
     "too_short": (422, "decoded audio shorter than min_seconds"),
-    "too_long": (422, "decoded audio longer than max_seconds"),
+    "too_long": (422, "audio longer than max_seconds (declared in the header, or found while decoding)"),
     "bad_parameter": (422, "a query parameter out of range or of the wrong type (window, hop, segments)"),
     "not_found": (404, "no such endpoint"),
     "method_not_allowed": (405, "wrong HTTP method for the endpoint"),
-    "internal_error": (500, "a bug or a broken model; the server logs it and keeps serving"),
+    "internal_error": (500, "a bug or a broken model; the server logs it once and keeps serving"),
 }
 
 ENV_PREFIX = "SER_"  # environment variables that carry the config to uvicorn worker processes
+
+
+class LimitsError(SerError, ValueError):
+    """Limits that contradict each other or are out of range (``ser serve`` prints one line)."""
 
 
 class ApiError(Exception):
@@ -57,15 +68,20 @@ class Limits:
     max_seconds: float = 600.0  # longest audio after decoding
     min_seconds: float = 0.25  # shortest audio after decoding: less carries no emotion
     max_windows: int = 1000  # most timeline windows per request: bounds the work one request can ask for
+    max_parts: int = 16  # most multipart parts: a form of 200,000 tiny fields is refused, not parsed
+    body_timeout: float = 15.0  # seconds without a byte of the body before the request is refused (408)
+    request_timeout: float = 120.0  # seconds for the whole body to arrive (20 MB at 170 kB/s)
 
     def __post_init__(self) -> None:
-        if self.max_bytes <= 0:
-            raise ValueError(f"max_bytes must be > 0, got {self.max_bytes}")
+        for name in ("max_bytes", "max_windows", "max_parts"):
+            if not getattr(self, name) >= 1:
+                raise LimitsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_seconds", "body_timeout", "request_timeout"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise LimitsError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         if not 0 <= self.min_seconds < self.max_seconds:
-            raise ValueError(f"need 0 <= min_seconds < max_seconds, got min_seconds={self.min_seconds}, "
-                             f"max_seconds={self.max_seconds}")
-        if self.max_windows < 1:
-            raise ValueError(f"max_windows must be >= 1, got {self.max_windows}")
+            raise LimitsError(f"need 0 <= min seconds < max seconds, got min_seconds={self.min_seconds:g}, "
+                              f"max_seconds={self.max_seconds:g}")
 
     def check_size(self, n: int, slack: int = 0) -> None:
         """ApiError ``too_large`` once ``n`` bytes exceed :attr:`max_bytes` (plus ``slack``: room
@@ -90,13 +106,13 @@ class Limits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
-        """Limits from ``SER_MAX_BYTES``, ``SER_MAX_SECONDS``, ``SER_MIN_SECONDS``, ``SER_MAX_WINDOWS``
-        (absent ones keep their defaults)."""
+        """Limits from ``SER_MAX_BYTES``, ``SER_MAX_SECONDS``, ``SER_MIN_SECONDS``, ``SER_MAX_WINDOWS``,
+        ``SER_MAX_PARTS``, ``SER_BODY_TIMEOUT``, ``SER_REQUEST_TIMEOUT`` (absent ones keep their defaults)."""
         env = os.environ if env is None else env
         kw = {}
         for f in fields(cls):
             raw = env.get(f"{ENV_PREFIX}{f.name.upper()}")
             if raw not in (None, ""):
-                kind = int if f.name in ("max_bytes", "max_windows") else float
+                kind = int if f.name in ("max_bytes", "max_windows", "max_parts") else float
                 kw[f.name] = kind(float(raw)) if kind is int else kind(raw)
         return cls(**kw)

@@ -14,12 +14,17 @@ from .limits import ERRORS
 
 
 class Prediction(BaseModel):
-    """The emotion of one recording."""
+    """The emotion of one recording, or ``"emotion": null`` when it holds no speech."""
 
-    emotion: str = Field(description="the most probable label", examples=["angry"])
-    probabilities: dict[str, float] = Field(
-        description="probability of every label of the model (in the model's label order), summing to 1",
+    emotion: Optional[str] = Field(description="the most probable label; null when the voice-activity check found "
+                                               "no speech (silence, hum, noise): then no probabilities are given",
+                                   examples=["angry"])
+    probabilities: Optional[dict[str, float]] = Field(
+        None, description="probability of every label of the model (in the model's label order), summing to 1; "
+                          "absent when emotion is null",
         examples=[{"neutral": 0.05, "happy": 0.1, "sad": 0.05, "angry": 0.8}])
+    speech_s: Optional[float] = Field(None, description="seconds of speech the voice-activity check found",
+                                      examples=[2.1])
     duration_s: float = Field(description="length of the decoded audio in seconds", examples=[3.2])
     model: str = Field(description="name of the model that answered (its file name without .onnx)",
                        examples=["model.int8"])
@@ -41,9 +46,10 @@ class Timeline(Prediction):
 
     window_s: float = Field(description="window length in seconds")
     hop_s: float = Field(description="seconds between window starts")
-    silent_windows: int = Field(description="windows skipped as silent (absent from segments)")
-    segments: list[Segment] = Field(description="non-silent windows in time order; the windows cover the audio "
-                                                "(the first starts at 0, the last ends at duration_s)")
+    silent_windows: int = Field(description="windows skipped as silent or without speech (absent from segments)")
+    segments: list[Segment] = Field(description="windows with speech in time order; the windows cover the audio "
+                                                "(the first starts at 0, the last ends at duration_s); empty when "
+                                                "emotion is null")
 
 
 class ErrorBody(BaseModel):
@@ -59,6 +65,9 @@ class LimitsInfo(BaseModel):
     max_seconds: float = Field(description="longest audio in seconds")
     min_seconds: float = Field(description="shortest audio in seconds")
     max_windows: int = Field(description="most timeline windows per request")
+    max_parts: int = Field(description="most parts in a multipart body")
+    body_timeout: float = Field(description="seconds a request body may stall before it is refused (408)")
+    request_timeout: float = Field(description="seconds the whole body may take to arrive")
 
 
 class Health(BaseModel):
