@@ -9,7 +9,6 @@ good request; the module ends by reading the server's peak resident memory (VmHW
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket

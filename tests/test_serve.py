@@ -344,6 +344,10 @@ def test_answers_match_the_openapi_document(url, good_wav, silent_middle):
     conforms(tl, "Timeline")
     conforms(tl["segments"][0], "Segment")
     conforms(httpx.post(url + "/predict", content=b"").json(), "ErrorBody")
+    silence = httpx.post(url + "/predict", content=encode(np.zeros(48000, np.float32))).json()
+    assert silence["emotion"] is None and "probabilities" not in silence  # no speech: null, documented
+    conforms(silence, "Prediction")
+    assert {"type": "null"} in schemas["Prediction"]["properties"]["emotion"]["anyOf"]
     conforms(httpx.get(url + "/health").json(), "Health")
     conforms(httpx.get(url + "/labels").json(), "LabelsInfo")
     assert 400 in {int(s) for s in doc["paths"]["/predict"]["post"]["responses"]}
