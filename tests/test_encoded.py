@@ -146,8 +146,8 @@ def test_keys_change_with_layer_clip_and_weights(fake, weights, corpus, tmp_path
     b = load_encoder_states(corpus, "fake", 1, CLIP, tmp_path, path=other, progress=False)
     assert fake["load"] == 2 and not np.allclose(a, b)
     sha = [registry.resolve_weights("fake", w).sha256 for w in (pt, other)]
-    h = FeatureCache(tmp_path).audio_hash(corpus["path"][0])
     cache = FeatureCache(tmp_path)
+    h = cache.audio_hash(corpus["path"][0])
     assert encoder_group(sha[0]) != encoder_group(sha[1])
     assert set(cache.read(h, group=encoder_group(sha[0]))) >= {k[0], k[1]}
     assert cache.read(h) == {}  # the plain features' entry holds none of it
@@ -191,6 +191,10 @@ def test_probe_layers_on_the_synthetic_corpus(fake, weights, synthetic, tmp_path
     assert {p.name for p in out.iterdir()} == {"layers.csv", "layers.md", "layers.png", "layers.json"}
     assert f"**{chosen}** (chosen)" in (out / "layers.md").read_text()
     assert pd.read_csv(out / "layers.csv")["chosen"].tolist() == table["chosen"].tolist()
+    import json
+
+    settings = json.loads((out / "layers.json").read_text())
+    assert settings["chosen_layer"] == chosen and settings["extraction"]["computed"] == len(synthetic)
     assert fake["load"] == 1  # one pass gave every layer
     with pytest.raises(EncoderError, match="unknown encoder 'whisper_huge'"):
         probe_layers(synthetic, "whisper_huge", folds=3, cache_dir=tmp_path / "cache")

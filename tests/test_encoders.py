@@ -292,9 +292,9 @@ def test_numpy_log_mel_matches_torch(n):
     ours = log_mel_spectrogram(y)
     assert ours.shape == (80, n // 160) and ours.dtype == np.float32
     ref = log_mel_torch(torch.from_numpy(y)).numpy()
-    assert np.abs(ours - ref).max() < 2e-5  # float64 numpy vs float32 torch
+    assert np.abs(ours - ref).max() < 5e-5  # float32 both, different FFTs: 3.9e-5 at most on 100 EmoDB clips
     batch = log_mel_torch(torch.from_numpy(np.stack([y, 0.1 * y])))
-    np.testing.assert_allclose(batch[1].numpy(), log_mel_spectrogram(0.1 * y), atol=2e-5)  # per-clip floor
+    np.testing.assert_allclose(batch[1].numpy(), log_mel_spectrogram(0.1 * y), atol=5e-5)  # per-clip floor
     assert log_mel_spectrogram(y, n_mels=128).shape == (128, n // 160)
 
 

@@ -15,9 +15,9 @@ def test_all_means_the_eleven_features():
 
 
 def test_bare_encoder_names_take_their_default_layer_and_are_written_out():
-    names = resolve_representations(["mel", "whisper_base", "whisper_base@5", "whisper_tiny_en@0"])
-    assert names == ["mel", "whisper_base@5", "whisper_tiny_en@0"]  # duplicates collapse once canonical
-    assert split_kinds(names) == (["mel"], ["whisper_base@5", "whisper_tiny_en@0"])
+    names = resolve_representations(["mel", "whisper_base", "whisper_base@4", "whisper_tiny_en@0"])
+    assert names == ["mel", "whisper_base@4", "whisper_tiny_en@0"]  # duplicates collapse once canonical
+    assert split_kinds(names) == (["mel"], ["whisper_base@4", "whisper_tiny_en@0"])
     assert encoder_config("whisper_tiny_en@4").layer == 4
 
 

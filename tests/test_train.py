@@ -166,7 +166,8 @@ def test_cli_training_defaults_match_train_config():
     cfg = TrainConfig()
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("patience", "patience"),
                         ("seed", "seed"), ("mixup", "mixup"), ("dropout", "dropout"),
-                        ("weight_decay", "weight_decay"), ("label_smoothing", "label_smoothing"), ("bf16", "bf16")):
+                        ("weight_decay", "weight_decay"), ("label_smoothing", "label_smoothing"), ("bf16", "bf16"),
+                        ("model", "model")):
         assert getattr(args, flag) == getattr(cfg, field), flag
     assert args.aug_copies == cfg.augment.copies and args.no_augment is not cfg.augment.enabled
 

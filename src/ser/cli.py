@@ -76,7 +76,7 @@ def _train_config(args: argparse.Namespace, feature: str = "mel"):
                        augment=AugmentConfig(enabled=not args.no_augment, copies=args.aug_copies),
                        clip=ClipConfig(seconds=args.seconds), mixup=args.mixup,
                        dropout=args.dropout, weight_decay=args.weight_decay,
-                       label_smoothing=args.label_smoothing, bf16=args.bf16,
+                       label_smoothing=args.label_smoothing, bf16=args.bf16, model=args.model,
                        encoder_path=str(args.encoder_path) if args.encoder_path else None)
 
 
@@ -248,6 +248,8 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=probability, default=0.3, help="dropout before the classifier")
     p.add_argument("--weight-decay", type=nonnegative_float, default=1e-2, help="AdamW decoupled weight decay")
     p.add_argument("--label-smoothing", type=probability, default=0.05, help="label smoothing of the loss")
+    p.add_argument("--model", choices=("auto", "resnet18", "asp", "stats"), default="auto",
+                   help="member head: auto = resnet18 for features, asp (attentive pooling) for encoder states")
     p.add_argument("--encoder-path", type=Path, default=None,
                    help="encoder weights (CTranslate2 folder or openai .pt) instead of the installed package")
     p.add_argument("--bf16", action="store_true",
@@ -350,9 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=positive_int, default=None, help="k leave-speakers-out folds instead of one split")
     p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="feature cache folder (states are kept)")
     p.add_argument("--encoder-path", type=Path, default=None,
-                   help="weights by path: a CTranslate2 Whisper folder or an openai-whisper .pt (default: the pinned packages)")
+                   help="weights by path: a CTranslate2 Whisper folder or an openai-whisper .pt; none: the pinned packages")
     p.add_argument("--seconds", type=positive_float, default=3.0, help="clip length after silence trimming")
-    p.add_argument("--device", default=None, help="torch device of the encoder (default: cuda when available, else cpu)")
+    p.add_argument("--device", default=None, help="torch device of the encoder; none: cuda when available, else cpu")
     p.add_argument("--batch-size", type=positive_int, default=16, help="clips per encoder call")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="classifier and bootstrap seed")
     _add_split_flags(p)

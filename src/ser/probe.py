@@ -151,13 +151,15 @@ def probe_layers(manifest: pd.DataFrame, encoder: str, folds: int | None = None,
         atomic_write_bytes(out / "layers.csv", table.to_csv(index=False).encode())
         atomic_write_bytes(out / "layers.md", layers_markdown(table, encoder, folds).encode())
         plot_layers(table, out / "layers.png", encoder, n_classes=len(labels))
+        chosen = int(table.loc[table["chosen"], "layer"].iloc[0])
+        key = encoder_key(get_config(encoder, chosen), path)
         write_json_atomic(out / "layers.json", {
-            "encoder": encoder_key(get_config(encoder, int(table.loc[table["chosen"], "layer"].iloc[0])), path),
-            "folds": folds, "val": val, "test": test, "split_seed": split_seed, "clip": asdict(clip),
-            "grid": list(grid), "seed": seed, "n_boot": n_boot, "labels": labels,
+            "encoder": encoder, "weights_sha256": key["weights_sha256"], "encoder_version": key["version"],
+            "chosen_layer": chosen, "folds": folds, "val": val, "test": test, "split_seed": split_seed,
+            "clip": asdict(clip), "grid": list(grid), "seed": seed, "n_boot": n_boot, "labels": labels,
             "corpus": sorted(map(str, manifest["corpus"].unique())), "clips": len(manifest),
-            "speakers": int(speaker_keys(manifest).nunique()), "extraction": {**asdict(report),
-                                                                             "clips_per_s": report.clips_per_s},
+            "speakers": int(speaker_keys(manifest).nunique()),
+            "extraction": {**asdict(report), "clips_per_s": report.clips_per_s},
             "wall_seconds": time.perf_counter() - t0})
     return table
 

@@ -122,7 +122,7 @@ def run_study(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainC
         extract_encoder(manifest, enc.name, [enc.layer], clip=cfg.clip, cache_dir=cache_dir,
                         sequences=(enc.layer,), path=cfg.encoder_path, progress=progress)
     chain, copies = waveform_chain(cfg)
-    if copies:  # every training clip's augmented copies, all features in one pass per copy
+    if copies and feature_names:  # every training clip's augmented copies, all features in one pass per copy
         train_paths = set().union(*(s.loc[s["split"] == "train", "path"] for s in splits))
         extract_corpus(manifest[manifest["path"].isin(train_paths)], feature_names, clip=cfg.clip, cache_dir=cache_dir,
                        jobs=jobs, progress=progress, augment=chain, copies=copies)

