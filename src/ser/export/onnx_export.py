@@ -113,28 +113,26 @@ class EnsembleModule(nn.Module):
         self.names = [m["name"] for m in members]
         sources = graph_inputs(meta)
         self.inputs = list(dict.fromkeys(sources))
-        nets, encoders, depth, index = [], [], [], {}
+        nets, encoders, depth = [], {}, {}  # encoders and the deepest layer read, by id (shared instances)
         self.plan: list[tuple[int, int, int]] = []  # per member: (input index, encoder index or -1, layer)
         for i, (m, src) in enumerate(zip(members, sources)):
             model = models[m["name"]]
-            shape: tuple[int, ...] = (1, 1, -1, 1)  # normalises (batch, 1, rows, frames)
             if isinstance(model, EncoderMember):
-                g = index.setdefault(id(model.encoder), len(encoders))
-                if g == len(encoders):
-                    encoders.append(model.encoder)
-                    depth.append(0)
-                depth[g] = max(depth[g], model.layer)
-                self.plan.append((self.inputs.index(src), g, model.layer))
+                key = id(model.encoder)
+                encoders.setdefault(key, model.encoder)
+                depth[key] = max(depth.get(key, 0), model.layer)
+                self.plan.append((self.inputs.index(src), list(encoders).index(key), model.layer))
                 nets.append(model.head)
-                shape = (1, -1, 1)  # normalises (batch, dims, frames)
             else:
                 self.plan.append((self.inputs.index(src), -1, -1))
                 nets.append(model)
+            # normalises (batch, dims, frames) states, or (batch, 1, rows, frames) features
+            shape = (1, -1, 1) if isinstance(model, EncoderMember) else (1, 1, -1, 1)
             self.register_buffer(f"mean{i}", torch.tensor(m["mean"], dtype=torch.float32).view(*shape))
             self.register_buffer(f"std{i}", torch.tensor(m["std"], dtype=torch.float32).view(*shape))
         self.nets = nn.ModuleList(nets)
-        self.encoders = nn.ModuleList(truncated(e, d) for e, d in zip(encoders, depth))
-        self.depth = depth
+        self.encoders = nn.ModuleList(truncated(e, depth[k]) for k, e in encoders.items())
+        self.depth = list(depth.values())  # same order as encoders (both filled at first sight)
         self.register_buffer("weights", torch.tensor(meta["weights"], dtype=torch.float32))
         self.temperature = float(meta["temperature"])
 
@@ -218,14 +216,13 @@ def _torch_export(module: EnsembleModule, meta: Mapping[str, Any], opset: int) -
         if not is_encoder_member(m) and rows != m["height"]:
             raise ExportError(f"member {m['name']}: the bundle says {m['height']} rows, {m['feature']} gives {rows}")
         dummies.setdefault(src, torch.zeros(1, rows, frames))
-    axes = {name: {0: "batch", 2: "frames"} for name in module.inputs}
-    axes[OUTPUT] = {0: "batch"}
+    axes = {**{name: {0: "batch", 2: "frames"} for name in module.inputs}, OUTPUT: {0: "batch"}}
     buf = io.BytesIO()
     with warnings.catch_warnings():
-        # the TorchScript exporter is deprecated upstream; it is the one that needs no onnxscript (see module doc)
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.simplefilter("ignore", category=FutureWarning)
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)  # the encoder's shape-dependent slices
+        # the TorchScript exporter is deprecated upstream; it is the one that needs no onnxscript (see module
+        # doc); the tracer warns about the encoder's shape-dependent slices, which stay dynamic (tested)
+        for category in (DeprecationWarning, FutureWarning, torch.jit.TracerWarning):
+            warnings.simplefilter("ignore", category=category)
         torch.onnx.export(module, tuple(dummies[n] for n in module.inputs), buf, dynamo=False,
                           input_names=module.inputs, output_names=[OUTPUT], dynamic_axes=axes, opset_version=opset,
                           do_constant_folding=True)

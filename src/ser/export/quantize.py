@@ -7,11 +7,11 @@ What is quantized, by where a node sits in the exported graph (``EnsembleModule`
   speakers, so onnxruntime runs the convolutions as int8 kernels (VNNI/AVX2);
 - a Whisper encoder (``/encoders.<g>/``): the transformer's MatMuls with a constant
   weight (q, k, v, out projections and the MLP; not the activation-by-activation
-  attention products), by :data:`TRANSFORMER_INT8`: ``"dynamic"`` (activations
-  quantized per call, ``MatMulInteger``) or ``"static"`` (QDQ with calibrated ranges).
-  Dynamic measured better on the real ``whisper_tiny_en`` (``docs/results/export.md``):
-  the encoder's activation ranges vary from clip to clip, which a range calibrated
-  once fits worse;
+  attention products), weights int8 per output channel, by :data:`TRANSFORMER_INT8`:
+  ``"dynamic"`` (activations quantized per call, ``MatMulInteger``) or ``"static"`` (QDQ
+  with ranges calibrated once). Dynamic measured better on both counts with the real
+  ``whisper_tiny_en`` (``docs/results/export.md``, 240 RAVDESS test clips): argmax
+  agreement with PyTorch 97.9 % vs 96.7 %, 6.9 vs 7.4 ms per 3 s clip on one thread;
 - everything else stays float: the ensemble head (normalisation, softmax, weights,
   temperature; probabilities at uint8 resolution would cost calibration for no speed),
   the pooled heads on encoder states (a few thousand multiply-adds), the encoder's
