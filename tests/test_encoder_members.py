@@ -315,3 +315,18 @@ def test_real_whisper_tiny_en_end_to_end(tmp_path):
     assert np.abs(runtime - torch_p).max() <= PARITY_TOL
     q = load_model(tmp_path / "onnx" / "model.int8.onnx").run(inputs)
     assert np.mean(q.argmax(1) == torch_p.argmax(1)) >= 0.75 and np.abs(q - torch_p).max() < 0.25
+
+
+def test_a_study_of_encoder_layers_only_with_default_augmentation(root, tiny_pt, tmp_path):
+    # with no hand-made feature there is no baseline and no augmented feature copy to cache
+    # (the study used to ask the feature cache for augmented copies of no features and fail)
+    from ser.corpora import load_manifest
+    from ser.study import run_study
+    from ser.train import TrainConfig
+
+    cfg = TrainConfig(epochs=1, patience=1, clip=ClipConfig(seconds=1.0), n_boot=10, encoder_path=str(tiny_pt))
+    board = run_study(load_manifest("synthetic", root / "syn"), MEMBER, cfg, tmp_path / "study", val=0.2,
+                      test=0.2, cache_dir=root / "fc", tracking=False, progress=False)
+    assert board["feature"].tolist() == [MEMBER]
+    meta = json.loads((tmp_path / "study" / "runs" / MEMBER / "model.json").read_text())
+    assert meta["model"] == "asp" and meta["augment"] == {"feature": None, "waveform": None, "copies": 0}

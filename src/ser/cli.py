@@ -189,11 +189,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .audio import AudioError, DecodeLimits, load_audio
-    from .modelmeta import validate_metadata
-    from .runtime import load_model, read_metadata
+    from .runtime import load_model
 
-    validate_metadata(read_metadata(args.model))  # a malformed model: one line naming the field
-    model = load_model(args.model, threads=args.threads)
+    model = load_model(args.model, threads=args.threads)  # a malformed model: one line naming the field
     limits = DecodeLimits(max_seconds=args.max_seconds)
     failed = 0
     for path in args.audio:

@@ -36,6 +36,8 @@ from .audio import AudioError, ClipConfig, load_audio, prepare_clip, resample
 from .encoders.logmel import SAMPLE_RATE as LOGMEL_RATE
 from .encoders.logmel import log_mel_spectrogram
 from .errors import SerError
+from .modelmeta import validate_metadata
+from .vad import SpeechActivity, detect_speech
 from .features import config_from_key, extract, feature_key
 
 log = logging.getLogger(__name__)
@@ -47,35 +49,9 @@ FEATURE_INPUT = "feature"  # a member's input kind: a hand-made feature (ser.fea
 LOGMEL_INPUT = "whisper_logmel"  # ... or Whisper's log-mel of the clip (the encoder is in the graph)
 SINGLE_CLIP_FACTOR = 2.0  # audio up to this many clip lengths (and at least SINGLE_CLIP_MIN_S)
 SINGLE_CLIP_MIN_S = 5.0  # ... is one clip, prepared exactly as in training; longer audio is windowed
-SILENCE_TOP_DB = 40.0  # a window whose loudest 25 ms frame is this far below the file's loudest is silent
-SILENCE_FLOOR_DB = -60.0  # ... and so is any window whose loudest frame is below this (dBFS)
 BATCH = 16  # windows per onnxruntime call: bounds memory on long audio
 
 Audio = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
-
-
-LEVEL_FRAME, LEVEL_HOP = 400, 160  # 25 ms frames every 10 ms for the silence test
-
-
-def frame_levels(y: np.ndarray) -> np.ndarray:
-    """RMS level (dBFS) of each 25 ms frame, every 10 ms (frames wholly inside ``y``).
-
-    Works on 80-sample blocks (the frame and hop are 5 and 2 blocks), so the temporary
-    memory is a small fraction of the audio's even for an hour-long call.
-    """
-    y = np.asarray(y, dtype=np.float32)
-    if len(y) < LEVEL_FRAME:
-        rms = np.sqrt(np.mean(np.square(y, dtype=np.float64))) if len(y) else 0.0
-        return np.array([20.0 * np.log10(max(rms, 1e-10))])
-    block = LEVEL_HOP // 2  # 80 samples: gcd of frame and hop
-    nb = len(y) // block
-    blocks = y[:nb * block].reshape(nb, block)
-    energy = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64)
-    sums = np.concatenate([[0.0], np.cumsum(energy)])
-    n = (len(y) - LEVEL_FRAME) // LEVEL_HOP + 1
-    first = 2 * np.arange(n)
-    rms = np.sqrt(np.maximum(sums[first + 5] - sums[first], 0.0) / LEVEL_FRAME)
-    return 20.0 * np.log10(np.maximum(rms, 1e-10))
 
 
 class ModelError(SerError, ValueError):
@@ -111,6 +87,7 @@ def parse_metadata(props: Mapping[str, str], source: str) -> dict[str, Any]:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         for key in ("labels", "members", "clip", "weights", "temperature"):
             meta[key]  # noqa: B018 (presence check)
+        validate_metadata(meta)  # a MetadataError (a ValueError) naming the field
     except (json.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError) as e:
         raise ModelError(f"{source}: malformed ser metadata ({e}); re-export the model with `ser export`") from e
     return meta
@@ -301,9 +278,12 @@ class EmotionModel:
         """
         y = self.waveform(audio, sr)
         duration = len(y) / self.sample_rate
+        activity = detect_speech(y, self.sample_rate)
+        if not activity.is_speech:  # silence, hum or noise: no emotion to tell
+            return {"emotion": None, "speech_s": activity.speech_s, "duration_s": round(duration, 3), "model": self.name}
         if duration <= self.single_clip_max_s:
             return self._answer(self.probabilities([prepare_clip(y, self.clip)])[0], duration)
-        tl = self._windows(y, None, None)
+        tl = self._windows(y, None, None, activity)
         return {**self._answer(tl["overall"], duration), "windows": len(tl["segments"])}
 
     def timeline(self, audio: Audio, sr: int | None = None, window: float | None = None,
@@ -322,11 +302,16 @@ class EmotionModel:
             audio: the last one ends at the end of the recording.
         """
         y = self.waveform(audio, sr)
-        tl = self._windows(y, window, hop)
-        return {**self._answer(tl["overall"], len(y) / self.sample_rate), "window_s": tl["window"],
-                "hop_s": tl["hop"], "silent_windows": tl["silent"], "segments": tl["segments"]}
+        activity = detect_speech(y, self.sample_rate)
+        tl = self._windows(y, window, hop, activity)
+        duration = len(y) / self.sample_rate
+        head = (self._answer(tl["overall"], duration) if tl["segments"] else
+                {"emotion": None, "duration_s": round(duration, 3), "model": self.name})  # no speech anywhere
+        return {**head, "speech_s": activity.speech_s, "window_s": tl["window"], "hop_s": tl["hop"],
+                "silent_windows": tl["silent"], "segments": tl["segments"]}
 
-    def _windows(self, y: np.ndarray, window: float | None, hop: float | None) -> dict[str, Any]:
+    def _windows(self, y: np.ndarray, window: float | None, hop: float | None,
+                 activity: SpeechActivity | None = None) -> dict[str, Any]:
         window = float(self.clip.seconds if window is None else window)
         hop = float(window / 2 if hop is None else hop)
         if not (window > 0 and hop > 0):
@@ -336,15 +321,9 @@ class EmotionModel:
         starts = list(range(0, max(n - w, 0) + 1, h))
         if starts[-1] + w < n:  # a last window flush with the end, so the whole recording is covered
             starts.append(n - w)
-        db = frame_levels(y)
-        floor = max(float(db.max()) - SILENCE_TOP_DB, SILENCE_FLOOR_DB)
-        keep, silent = [], 0
-        for s in starts:
-            first = min(s // LEVEL_HOP, len(db) - 1)
-            if db[first: max(first + 1, (s + w - LEVEL_FRAME) // LEVEL_HOP + 1)].max() < floor:
-                silent += 1
-            else:
-                keep.append(s)
+        activity = activity or detect_speech(y, sr)
+        keep = [s for s in starts if activity.window_has_speech(s, s + w)]  # windows without speech skipped
+        silent = len(starts) - len(keep)
         # windows prepared lazily: memory stays flat however long the call is
         probs = self.probabilities(prepare_clip(y[s:s + w], self.clip) for s in keep)
         segments = [{"start": round(s / sr, 3), "end": round(min(s + w, n) / sr, 3), **self._labelled(p)}
@@ -357,7 +336,9 @@ class EmotionModel:
     def warmup(self) -> None:
         """One prediction on quiet noise, so the first real request pays no compilation or allocation."""
         rng = np.random.default_rng(0)
-        self.predict(rng.normal(0, 0.01, int(self.clip.seconds * self.sample_rate)).astype(np.float32))
+        noise = rng.normal(0, 0.01, int(self.clip.seconds * self.sample_rate)).astype(np.float32)
+        detect_speech(noise, self.sample_rate)
+        self.probabilities([prepare_clip(noise, self.clip)])  # the graph itself: noise is no speech to predict
 
 
 def load_model(path: str | os.PathLike, threads: int | None = None) -> EmotionModel:

@@ -28,7 +28,6 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import SerError
-from ..modelmeta import validate_metadata
 from ..runtime import read_metadata
 from .limits import Limits
 
@@ -134,7 +133,7 @@ def serve(model_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 80
     from .app import create_app, environment
 
     check_port(host, port)
-    validate_metadata(read_metadata(model_path))  # a malformed model fails here, once, with the field named
+    read_metadata(model_path)  # a malformed model fails here, once, with the field named
     os.environ[HEADER_TIMEOUT_ENV] = str(header_timeout)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{shown}:{port}"
