@@ -173,7 +173,7 @@ def get_config(name: str, layer: int | None = None) -> EncoderConfig:
 
     Example:
         >>> get_config("whisper_base").layer
-        5
+        4
     """
     spec = get_spec(name)
     layer = spec.default_layer if layer is None else layer
