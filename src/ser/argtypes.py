@@ -18,69 +18,32 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any, Callable
 
 
-def _number(text: str, kind: type, what: str) -> float:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return value
+def _type(kind: type, ok: Callable[[float], bool], what: str, doc: str) -> Callable[[str], Any]:
+    """An argparse type: ``text`` as ``kind`` (finite for floats) for which ``ok`` holds."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if (kind is float and not math.isfinite(value)) or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__doc__ = doc
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (epochs, batch size, folds, processes, trials...)."""
-    value = _number(text, int, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """An integer >= 0 (copies, seeds, bootstrap resamples; 0 means none)."""
-    value = _number(text, int, "an integer >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (seconds, megabytes, learning rate)."""
-    value = _number(text, float, "a finite number > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """A finite number >= 0 (mixup, weight decay; 0 means off)."""
-    value = _number(text, float, "a finite number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number strictly between 0 and 1 (speaker fractions)."""
-    value = _number(text, float, "a fraction in (0, 1)")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in (0, 1)")
-    return value
-
-
-def probability(text: str) -> float:
-    """A number in [0, 1) (dropout, label smoothing)."""
-    value = _number(text, float, "a number in [0, 1)")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1)")
-    return value
-
-
-def port(text: str) -> int:
-    """A TCP port, 1-65535."""
-    value = _number(text, int, "a TCP port (1-65535)")
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
-    return value
+positive_int = _type(int, lambda v: v >= 1, "a positive integer",
+                     "An integer >= 1 (epochs, batch size, folds, processes, trials...).")
+nonnegative_int = _type(int, lambda v: v >= 0, "an integer >= 0",
+                        "An integer >= 0 (copies, seeds, bootstrap resamples; 0 means none).")
+positive_float = _type(float, lambda v: v > 0, "a finite number > 0",
+                       "A finite number > 0 (seconds, megabytes, learning rate).")
+nonnegative_float = _type(float, lambda v: v >= 0, "a finite number >= 0",
+                          "A finite number >= 0 (mixup, weight decay; 0 means off).")
+fraction = _type(float, lambda v: 0 < v < 1, "a fraction in (0, 1)", "A number strictly between 0 and 1.")
+probability = _type(float, lambda v: 0 <= v < 1, "a number in [0, 1)", "A number in [0, 1) (dropout, smoothing).")
+port = _type(int, lambda v: 1 <= v <= 65535, "a TCP port (1-65535)", "A TCP port, 1-65535.")

@@ -13,11 +13,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import LabelledHead
+
 ATTENTION_DIM = 128  # hidden width of the frame scorer
 MIN_VAR = 1e-6  # variance floor before the square root (silence gives exactly 0)
 
 
-class AttentiveStatsHead(nn.Module):
+class AttentiveStatsHead(LabelledHead):
     """Attentive statistics pooling + classifier over (batch, dims, frames) embeddings.
 
     Args:
@@ -35,13 +37,7 @@ class AttentiveStatsHead(nn.Module):
     attentive = True  # False: every frame weighs the same (plain mean and std pooling)
 
     def __init__(self, labels: list[str], height: int, dropout: float = 0.3, hidden: int = 0) -> None:
-        super().__init__()
-        if height < 1:
-            raise ValueError(f"height must be >= 1, got {height}")
-        if len(labels) < 2:
-            raise ValueError(f"need at least two labels, got {labels}")
-        self.labels = list(labels)
-        self.height = int(height)
+        super().__init__(labels, height)
         self.score = nn.Sequential(nn.Conv1d(height, ATTENTION_DIM, 1), nn.Tanh(), nn.Conv1d(ATTENTION_DIM, 1, 1))
         # standardise the pooled statistics (means and stds live on different scales), as a
         # linear probe on standardised statistics does; folds into constants at export

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .base import LabelledHead
 from torchvision.models import resnet18
 
 MIN_ROWS = 8  # keep halving the row axis only while at least this many rows are left
@@ -27,7 +29,7 @@ def _row_strides(height: int) -> list[int]:
     return strides
 
 
-class AudioResNet(nn.Module):
+class AudioResNet(LabelledHead):
     """ResNet18 over a (batch, 1, rows, frames) feature map, with its labels attached.
 
     Args:
@@ -42,13 +44,7 @@ class AudioResNet(nn.Module):
     """
 
     def __init__(self, labels: list[str], height: int, dropout: float = 0.3) -> None:
-        super().__init__()
-        if height < 1:
-            raise ValueError(f"height must be >= 1, got {height}")
-        if len(labels) < 2:
-            raise ValueError(f"need at least two labels, got {labels}")
-        self.labels = list(labels)
-        self.height = int(height)
+        super().__init__(labels, height)
         net = resnet18(weights=None, num_classes=len(labels))
         net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         s = _row_strides(height)
