@@ -28,7 +28,7 @@ def speech_like(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
 
 def test_predict_answer_shape(model):
     a = model.predict(speech_like(2.0), sr=16000)
-    assert set(a) == {"emotion", "probabilities", "duration_s", "model"}
+    assert set(a) == {"emotion", "probabilities", "duration_s", "model", "speech_s"} and a["speech_s"] > 0
     assert list(a["probabilities"]) == LABELS and a["emotion"] == max(a["probabilities"], key=a["probabilities"].get)
     assert sum(a["probabilities"].values()) == pytest.approx(1.0, abs=1e-6) and a["duration_s"] == 2.0
     assert a["model"] == "tiny"

@@ -269,9 +269,10 @@ class EmotionModel:
             sr: sample rate of an array input.
 
         Returns:
-            ``{"emotion", "probabilities": {label: p}, "duration_s", "model"}``; long audio
-            (longer than ``single_clip_max_s``) also carries ``"windows"``, the number of
-            non-silent windows averaged.
+            ``{"emotion", "probabilities": {label: p}, "duration_s", "model", "speech_s"}``;
+            long audio (longer than ``single_clip_max_s``) also carries ``"windows"``, the
+            number of windows with speech averaged. Audio without speech (``ser.vad``):
+            ``{"emotion": None, "speech_s", "duration_s", "model"}``, no probabilities.
 
         Raises:
             AudioError: unreadable audio. ModelError: inputs that do not fit the model.
@@ -282,9 +283,10 @@ class EmotionModel:
         if not activity.is_speech:  # silence, hum or noise: no emotion to tell
             return {"emotion": None, "speech_s": activity.speech_s, "duration_s": round(duration, 3), "model": self.name}
         if duration <= self.single_clip_max_s:
-            return self._answer(self.probabilities([prepare_clip(y, self.clip)])[0], duration)
+            answer = self._answer(self.probabilities([prepare_clip(y, self.clip)])[0], duration)
+            return {**answer, "speech_s": activity.speech_s}
         tl = self._windows(y, None, None, activity)
-        return {**self._answer(tl["overall"], duration), "windows": len(tl["segments"])}
+        return {**self._answer(tl["overall"], duration), "speech_s": activity.speech_s, "windows": len(tl["segments"])}
 
     def timeline(self, audio: Audio, sr: int | None = None, window: float | None = None,
                  hop: float | None = None) -> dict[str, Any]:

@@ -44,7 +44,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..audio import FORMATS, DecodeLimits, load_audio
 from ..runtime import EmotionModel, ModelError, load_model
-from ..vad import detect_speech
 from .docs import install_docs
 from .failures import refusal
 from .limits import ERRORS, ApiError, Limits
@@ -115,18 +114,11 @@ class Service:
             self.limits.check_duration(duration)
             if timeline:
                 self._check_windows(duration, window, hop)
-            activity = detect_speech(y, sr)
-            if not activity.is_speech:  # silence, hum or noise: no emotion to tell
+            # the runtime runs the voice-activity check: no speech answers emotion None, no probabilities
+            answer = self.model.timeline(y, window=window, hop=hop) if timeline else self.model.predict(y)
+            if answer["emotion"] is None:
                 self.metrics.no_speech.inc()
-                empty = {"emotion": None, "speech_s": activity.speech_s, "duration_s": round(duration, 3),
-                         "model": self.model.name}
-                if not timeline:
-                    return Prediction(**empty)
-                w, h, n = self._window_plan(duration, window, hop)
-                return Timeline(**empty, window_s=w, hop_s=h, silent_windows=n, segments=[])
-            if not timeline:
-                return Prediction(**{**self.model.predict(y), "speech_s": activity.speech_s})
-            return Timeline(**{**self.model.timeline(y, window=window, hop=hop), "speech_s": activity.speech_s})
+            return Timeline(**answer) if timeline else Prediction(**answer)
         except Exception as e:  # noqa: BLE001 (one place decides the answer: 4xx for the client's faults)
             raise refusal(e, filename, len(data)) from None
 
