@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import tone, write_clip
+from conftest import write_clip
 from ser.corpora import (CORPORA, CorpusError, download_corpus, load_manifest, read_manifest,
                          summarize, write_manifest)
 from ser.corpora.cremad import download_cremad
@@ -18,7 +18,6 @@ from ser.corpora.emodb import download_emodb
 from ser.corpora.nemo import download_nemo
 from ser.corpora.ravdess import download_ravdess
 
-import soundfile as sf
 
 
 def make_ravdess(root: Path, actors=(1, 2, 3, 4), ext="wav") -> Path:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser.corpora import download as dl
 from ser.corpora.download import (DownloadError, download_and_extract, download_file, download_files,
                                   extract_archive, zenodo_file)
 

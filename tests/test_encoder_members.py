@@ -24,7 +24,6 @@ import torch
 
 from ser.audio import ClipConfig, load_audio, prepare_clip
 from ser.encoders import EncoderError, registry
-from ser.encoders.logmel import log_mel_spectrogram
 from ser.encoders.weights import WhisperDims
 from ser.encoders.whisper import WhisperEncoder, log_mel_torch
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, tone
-from ser.encoders import EncoderError, logmel, registry, weights
+from ser.encoders import EncoderError, registry, weights
 from ser.encoders.logmel import log_mel_spectrogram, mel_filters
 from ser.encoders.weights import WhisperDims, load_ctranslate2, load_openai_checkpoint, load_weights, read_ct2
 from ser.errors import SerError

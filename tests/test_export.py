@@ -15,7 +15,7 @@ import pytest
 from ser.audio import load_audio
 from ser.ensemble import bundle_features, load_bundle, predict_bundle
 from ser.export.onnx_export import FILES, PARITY_TOL, ExportError, export_bundle, model_metadata
-from ser.runtime import METADATA_KEY, EmotionModel, ModelError, load_model, read_metadata
+from ser.runtime import ModelError, load_model, read_metadata
 
 from tiny_onnx import make_tiny_model
 

@@ -105,10 +105,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .corpora import load_manifest
 
     manifest = load_manifest(args.corpus, args.data)
-    board = run_study(manifest, args.features, _train_config(args), args.out, folds=args.folds, val=args.val,
-                    test=args.test, split_seed=args.split_seed, cache_dir=args.cache,
-                    tracking=not args.no_tracking, jobs=args.jobs, progress=not args.quiet, resume=args.resume,
-                    parallel=args.parallel)
+    run_study(manifest, args.features, _train_config(args), args.out, folds=args.folds, val=args.val,
+              test=args.test, split_seed=args.split_seed, cache_dir=args.cache,
+              tracking=not args.no_tracking, jobs=args.jobs, progress=not args.quiet, resume=args.resume,
+              parallel=args.parallel)
     print((Path(args.out) / "leaderboard.md").read_text())
     print(f"leaderboard, plots and runs in {args.out}")
     return 0

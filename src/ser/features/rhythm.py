@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from .configs import DeltaTempogramConfig, FrameConfig, RmsConfig, TempogramConfig, ZcrConfig
+from .configs import DeltaTempogramConfig, RmsConfig, TempogramConfig, ZcrConfig
 from .core import TINY32, ZC_THRESHOLD, Shared, delta, frame, hann
 from .spectral import check_mel, log_mel
 
