@@ -15,7 +15,12 @@ Starts ``ser serve --model M`` on 127.0.0.1 (a subprocess, default limits), then
 5. with ``--baseline-src DIR``: a second server runs from another source tree (e.g. the
    last commit, ``git archive HEAD src | tar -x -C /tmp/before``) and both are timed one
    request at a time, in alternating rounds, so "before" and "after" share the machine's
-   state: p50 of each and their ratio.
+   state: p50 of each and their ratio;
+6. with ``--against NAME=MODEL ...``: one server per other model (same tree, same
+   ``--threads``), all timed one request at a time in alternating rounds with ``--model``
+   (named ``--name``): p50/p95 of each and each p50 over ``--model``'s. This is how members
+   of different cost are compared (e.g. three ResNets vs a Whisper member vs both).
+   ``--latency-only`` skips steps 1-4.
 
 Prints figures; asserts nothing about time. Needs an exported model: ``make demo`` then
 ``ser export --bundle runs/demo/ensemble/bundle --out runs/demo/model`` writes one; for the
@@ -25,6 +30,8 @@ Usage:
     python bench/serve.py --model runs/demo/model/model.int8.onnx
     python bench/serve.py --model M --requests 2000 --concurrency 16 --workers 2 --threads 1
     python bench/serve.py --model M --baseline-src /tmp/before --mixed-seconds 60
+    python bench/serve.py --model resnets.int8.onnx --name resnets --threads 2 --latency-only \
+        --against whisper=whisper.int8.onnx both=both.int8.onnx
 """
 from __future__ import annotations
 
@@ -87,8 +94,9 @@ def bad_inputs(limits: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------- server
-def start_server(args: argparse.Namespace, log: Path, src: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """``ser serve`` in a subprocess (from the source tree ``src`` when given) -> (process, URL)."""
+def start_server(args: argparse.Namespace, log: Path, src: Path | None = None, model: Path | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """``ser serve`` in a subprocess (from the source tree ``src``, for ``model`` when given) -> (process, URL)."""
     import os
     import socket
 
@@ -98,7 +106,7 @@ def start_server(args: argparse.Namespace, log: Path, src: Path | None = None) -
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "ser", "serve", "--model", str(args.model), "--port", str(port),
+    cmd = [sys.executable, "-m", "ser", "serve", "--model", str(model or args.model), "--port", str(port),
            "--workers", str(args.workers)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -226,6 +234,28 @@ def mixed_load(url: str, seconds: float, clients: int, inputs: list[dict[str, An
     return dict(sorted(counts.items()))
 
 
+def against_table(args: argparse.Namespace, others: dict[str, Path], url: str, clip: bytes, tmp: Path) -> None:
+    """Time ``--model`` and every ``--against`` model one request at a time, in alternating rounds."""
+    procs, urls = [], {args.name: url}
+    try:
+        for name, model in others.items():
+            proc, other_url = start_server(args, tmp / f"{name}.log", model=model)
+            procs.append(proc)
+            urls[name] = other_url
+        lat = compare_latency(urls, clip, args.rounds, args.per_round)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=15)
+    ref = percentile(lat[args.name], 50)
+    print(f"\nlatency one at a time, {args.rounds} alternating rounds of {args.per_round}, "
+          f"threads {args.threads or 'all cores'}:")
+    print(f"  {'model':<16} {'p50 ms':>8} {'p95 ms':>8} {'p50 / ' + args.name:>16}")
+    for name, xs in lat.items():
+        p50 = percentile(xs, 50)
+        print(f"  {name:<16} {p50:>8.1f} {percentile(xs, 95):>8.1f} {p50 / ref:>16.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -243,7 +273,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="another source tree (with src/ser) to time against this one, e.g. the last commit")
     p.add_argument("--rounds", type=int, default=10, help="alternating rounds of the baseline comparison")
     p.add_argument("--per-round", type=int, default=30, help="requests per server per round")
+    p.add_argument("--name", default="model", help="the name of --model in the --against table")
+    p.add_argument("--against", nargs="+", default=[], metavar="NAME=MODEL",
+                   help="other exported models to time one request at a time against --model")
+    p.add_argument("--latency-only", action="store_true", help="skip throughput, bad input, memory and mixed load")
     args = p.parse_args(argv)
+    others = {}
+    for item in args.against:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            sys.exit(f"bench/serve.py: error: --against {item!r}: expected NAME=MODEL with an existing model file")
+        others[name] = Path(path)
     if not args.model.is_file():
         sys.exit(f"bench/serve.py: error: {args.model}: no such file; export one (`ser export`) or build a tiny "
                  "one with tests/tiny_onnx.py")
@@ -260,39 +300,40 @@ def main(argv: list[str] | None = None) -> int:
             def post_clip(c: httpx.Client, i: int) -> httpx.Response:
                 return c.post("/predict", content=clip, headers={"Content-Type": "application/octet-stream"})
 
-            hammer(url, 2 * args.concurrency, args.concurrency, post_clip)  # warm the connections and threads
-            lat, counts, wall = hammer(url, args.requests, args.concurrency, post_clip)
-            print(f"\nthroughput: {args.requests} requests at concurrency {args.concurrency} in {wall:.2f} s: "
-                  f"{args.requests / wall:.1f} req/s")
-            print(f"latency ms: p50 {percentile(lat, 50):.1f}  p95 {percentile(lat, 95):.1f}  "
-                  f"p99 {percentile(lat, 99):.1f}  max {max(lat) * 1000:.1f}   outcomes {counts}")
+            if not args.latency_only:
+                hammer(url, 2 * args.concurrency, args.concurrency, post_clip)  # warm the connections and threads
+                lat, counts, wall = hammer(url, args.requests, args.concurrency, post_clip)
+                print(f"\nthroughput: {args.requests} requests at concurrency {args.concurrency} in {wall:.2f} s: "
+                      f"{args.requests / wall:.1f} req/s")
+                print(f"latency ms: p50 {percentile(lat, 50):.1f}  p95 {percentile(lat, 95):.1f}  "
+                      f"p99 {percentile(lat, 99):.1f}  max {max(lat) * 1000:.1f}   outcomes {counts}")
 
-            print(f"\nbad-input battery ({args.bad_repeats} each, concurrency {min(args.concurrency, 4)}):")
-            print(f"  {'input':<20} {'2xx':>5} {'4xx':>5} {'5xx':>5} {'no answer':>10}  ms p50")
-            for name, kw in bad_inputs(health["limits"]).items():
-                def post_bad(c: httpx.Client, i: int, kw: dict = kw) -> httpx.Response:
-                    kw = {k: (v() if callable(v) else v) for k, v in kw.items()}
-                    return c.post("/predict", **kw)
+                print(f"\nbad-input battery ({args.bad_repeats} each, concurrency {min(args.concurrency, 4)}):")
+                print(f"  {'input':<20} {'2xx':>5} {'4xx':>5} {'5xx':>5} {'no answer':>10}  ms p50")
+                for name, kw in bad_inputs(health["limits"]).items():
+                    def post_bad(c: httpx.Client, i: int, kw: dict = kw) -> httpx.Response:
+                        kw = {k: (v() if callable(v) else v) for k, v in kw.items()}
+                        return c.post("/predict", **kw)
 
-                lat, counts, _ = hammer(url, args.bad_repeats, min(args.concurrency, 4), post_bad)
-                print(f"  {name:<20} {counts['2xx']:>5} {counts['4xx']:>5} {counts['5xx']:>5} "
-                      f"{counts['no answer']:>10}  {percentile(lat, 50):.1f}")
-            alive = proc.poll() is None and post_clip(httpx.Client(base_url=url), 0).status_code == 200
-            print(f"  server alive and answering after the battery: {alive}")
+                    lat, counts, _ = hammer(url, args.bad_repeats, min(args.concurrency, 4), post_bad)
+                    print(f"  {name:<20} {counts['2xx']:>5} {counts['4xx']:>5} {counts['5xx']:>5} "
+                          f"{counts['no answer']:>10}  {percentile(lat, 50):.1f}")
+                alive = proc.poll() is None and post_clip(httpx.Client(base_url=url), 0).status_code == 200
+                print(f"  server alive and answering after the battery: {alive}")
 
-            before = rss_mb(proc.pid)
-            _, counts, wall = hammer(url, args.memory_requests, args.concurrency, post_clip)
-            after = rss_mb(proc.pid)
-            print(f"\nmemory (VmRSS, server and workers): {before:.1f} MB before, {after:.1f} MB after "
-                  f"{args.memory_requests} more requests ({after - before:+.1f} MB; {wall:.1f} s; {counts})")
+                before = rss_mb(proc.pid)
+                _, counts, wall = hammer(url, args.memory_requests, args.concurrency, post_clip)
+                after = rss_mb(proc.pid)
+                print(f"\nmemory (VmRSS, server and workers): {before:.1f} MB before, {after:.1f} MB after "
+                      f"{args.memory_requests} more requests ({after - before:+.1f} MB; {wall:.1f} s; {counts})")
 
-            if args.mixed_seconds > 0:
-                inputs = [{"content": clip, "headers": {"Content-Type": "application/octet-stream"}}] * 4
-                inputs += list(bad_inputs(health["limits"]).values())
-                counts = mixed_load(url, args.mixed_seconds, args.mixed_clients, inputs)
-                n5 = sum(v for k, v in counts.items() if k.startswith("5"))
-                print(f"\nmixed load: {args.mixed_clients} clients for {args.mixed_seconds:g} s, good and bad "
-                      f"requests: {counts}; answers >= 500: {n5}")
+                if args.mixed_seconds > 0:
+                    inputs = [{"content": clip, "headers": {"Content-Type": "application/octet-stream"}}] * 4
+                    inputs += list(bad_inputs(health["limits"]).values())
+                    counts = mixed_load(url, args.mixed_seconds, args.mixed_clients, inputs)
+                    n5 = sum(v for k, v in counts.items() if k.startswith("5"))
+                    print(f"\nmixed load: {args.mixed_clients} clients for {args.mixed_seconds:g} s, good and bad "
+                          f"requests: {counts}; answers >= 500: {n5}")
 
             if args.baseline_src is not None:
                 base_log = Path(tmp) / "baseline.log"
@@ -308,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
                       + ", ".join(f"{name} p50 {v:.1f} ms (p95 {percentile(lat[name], 95):.1f})"
                                   for name, v in p50.items())
                       + f"; this tree / baseline = {p50['this tree'] / p50['baseline']:.3f}")
+
+            if others:
+                against_table(args, others, url, clip, Path(tmp))
         finally:
             proc.terminate()
             try:

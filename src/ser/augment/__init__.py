@@ -47,7 +47,7 @@ Example:
 """
 from __future__ import annotations
 
-from . import waveform, spectral, curves  # noqa: F401,I001  (registers the strategies, in listing order)
+from . import waveform, spectral, curves, conditions  # noqa: F401,I001  (registers the strategies, in listing order)
 from .policy import (
     FEATURE_PARAMS,
     FEATURE_POLICY,
