@@ -1,10 +1,19 @@
-"""Validation of a model file's ``ser`` metadata, with a message naming the field.
+"""Validation of a model file's ``ser`` metadata, with a message naming the field, and
+the model's recorded channel.
 
 An exported model carries a JSON document (labels, members, clip config, weights,
-temperature). A hand-edited or foreign file whose document is present but malformed
+temperature; optionally the ``channel`` every clip went through and the
+``training_conditions``). A hand-edited or foreign file whose document is present but malformed
 (labels not a list, no members, a clip config with unknown keys...) must fail with one
 line that names the field, not with a traceback from deep inside the runtime. Torch-free;
-imports only the bottom layers.
+imports only the bottom layers (and ``ser.degrade`` when a channel is applied).
+
+A *channel* model (``ser train --channel telephone``) was trained on clips that all went
+through one ``ser.degrade`` condition after ``prepare_clip``; :func:`apply_channel` is
+that step, shared by the feature cache (training) and the runtime (serving), so both
+compute the same features from the same clip. Its seed comes from the prepared samples
+themselves (:func:`channel_seed`), the one thing both sides have: the runtime gets bytes
+or an array, never the training file.
 
 Example:
     >>> doc = {"labels": ["a", "b"], "members": [{"name": "mel", "feature": "mel", "feature_key": {},
@@ -17,9 +26,13 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import fields
 from typing import Any, Mapping
+
+import numpy as np
 
 from .audio import ClipConfig
 from .errors import SerError
@@ -108,3 +121,97 @@ def validate_metadata(doc: Any) -> None:
         raise _fail("weights", f"a list of {len(doc['members'])} finite numbers (one per member)", weights)
     if not (_number(doc["temperature"]) and doc["temperature"] > 0):
         raise _fail("temperature", "a finite number > 0", doc["temperature"])
+    _check_conditions(doc)
+
+
+def _check_conditions(doc: Mapping[str, Any]) -> None:
+    """The optional ``channel`` and ``training_conditions`` (models exported before them lack both)."""
+    channel = doc.get("channel")
+    if channel is not None and not (isinstance(channel, Mapping) and isinstance(channel.get("name"), str)
+                                    and isinstance(channel.get("kind"), str)):
+        raise _fail("channel", "null or a ser.degrade condition ({name, kind, parameters...})", channel)
+    tc = doc.get("training_conditions")
+    if tc is None:
+        return
+    if not isinstance(tc, Mapping):
+        raise _fail("training_conditions", "null or an object", tc)
+    aug = tc.get("condition_aug", [])
+    if not (isinstance(aug, list) and all(isinstance(x, str) and x for x in aug)):
+        raise _fail("training_conditions.condition_aug", "a list of condition names", aug)
+    if tc.get("channel") is not None and not isinstance(tc.get("channel"), str):
+        raise _fail("training_conditions.channel", "null or a condition name", tc.get("channel"))
+    if channel is not None and tc.get("channel") != channel["name"]:
+        raise _fail("training_conditions.channel", f"the channel's name {channel['name']!r}", tc.get("channel"))
+
+
+def channel_seed(y: np.ndarray) -> int:
+    """The seed of a clip's channel: 63 bits of a hash of its float32 samples, so the same
+    prepared clip gets the same noise (if the condition draws any) in training and serving.
+
+    Example:
+        >>> y = np.zeros(16000, np.float32)
+        >>> channel_seed(y) == channel_seed(y.copy()), channel_seed(y) == channel_seed(y + 1e-3)
+        (True, False)
+    """
+    data = np.ascontiguousarray(y, dtype=np.float32).tobytes()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
+
+
+def channel_spec(name: str | None) -> dict[str, Any] | None:
+    """The record of channel preset ``name``: its ``to_dict()`` (what cache keys and model
+    metadata hold, and what :func:`apply_channel` applies), or None for None.
+
+    Raises:
+        DegradeError: an unknown preset (listing the known ones) or a babble one (babble
+            is made of other speakers' clips and held out for evaluation).
+    """
+    if name is None:
+        return None
+    from .degrade import DegradeError, get_condition
+
+    try:
+        cond = get_condition(name)
+    except DegradeError as e:
+        raise DegradeError(f"channel: {e}") from None
+    if cond.needs_babble:
+        raise DegradeError(f"channel: {name} is held out for evaluation (babble); a channel is a line every "
+                           "clip goes through, e.g. telephone")
+    return cond.to_dict()
+
+
+def channel_condition(channel: Any) -> Any:
+    """The ``ser.degrade`` condition of a recorded channel (its ``to_dict()``), rebuilt
+    exactly (memoised), or the condition itself; None for None.
+
+    Raises:
+        MetadataError: a record ``ser.degrade`` cannot rebuild (a condition this ser lacks).
+    """
+    if channel is None or not isinstance(channel, Mapping):
+        return channel
+    key = json.dumps(channel, sort_keys=True)
+    if key not in _CONDITIONS:
+        from .degrade import DegradeError, from_dict
+
+        try:
+            _CONDITIONS[key] = from_dict(channel)
+        except (DegradeError, TypeError, KeyError) as e:
+            raise MetadataError(f"ser metadata field 'channel': {e}; update ser to serve this model") from e
+    return _CONDITIONS[key]
+
+
+_CONDITIONS: dict[str, Any] = {}
+
+
+def apply_channel(y: np.ndarray, sr: int, channel: Any) -> np.ndarray:
+    """A prepared clip heard through the model's channel (a condition or its ``to_dict()``),
+    seeded by :func:`channel_seed`; ``y`` itself when ``channel`` is None.
+
+    Example:
+        >>> y = np.ones(800, np.float32)
+        >>> apply_channel(y, 16000, None) is y
+        True
+    """
+    cond = channel_condition(channel)
+    if cond is None:
+        return y
+    return cond(y, sr, seed=channel_seed(y))

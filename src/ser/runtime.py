@@ -5,7 +5,10 @@ JSON document): ordered labels, each member's graph input and what to compute fo
 (``"input"``: a hand-made feature with its config, or ``"whisper_logmel"``: Whisper's
 log-mel of the clip, for a member whose encoder is inside the graph), the clip config it
 was trained with (sample rate, length, silence trimming), the ensemble weights and
-temperature. This module imports onnxruntime, numpy, the feature code and the numpy
+temperature, and the ``channel`` a telephone model (``--channel telephone``) heard every
+training clip through: :meth:`EmotionModel.features` applies it to each prepared clip
+(:func:`ser.modelmeta.apply_channel`, as the feature cache did), so whatever line the
+audio came over, the model hears the channel it was trained on. This module imports onnxruntime, numpy, the feature code and the numpy
 log-mel (:mod:`ser.encoders.logmel`) only, never torch; the service (``ser.serve``),
 ``ser predict`` and ``export_scripts/test_onnx_model.py`` all go through :class:`EmotionModel`.
 
@@ -36,7 +39,7 @@ from .audio import AudioError, ClipConfig, load_audio, prepare_clip, resample
 from .encoders.logmel import SAMPLE_RATE as LOGMEL_RATE
 from .encoders.logmel import log_mel_spectrogram
 from .errors import SerError
-from .modelmeta import validate_metadata
+from .modelmeta import MetadataError, apply_channel, channel_condition, validate_metadata
 from .vad import SpeechActivity, detect_speech
 from .features import config_from_key, extract, feature_key
 
@@ -152,6 +155,10 @@ class EmotionModel:
         self.clip = ClipConfig(**self.meta["clip"])
         self.sample_rate = int(self.clip.sample_rate)
         self.single_clip_max_s = max(SINGLE_CLIP_FACTOR * self.clip.seconds, SINGLE_CLIP_MIN_S)
+        try:  # a ser.degrade condition (None: none); rebuilt from its record, parameters as trained
+            self.channel = channel_condition(self.meta.get("channel"))
+        except MetadataError as e:
+            raise ModelError(f"{self.path}: {e}") from e
         self.members = [self._member(m) for m in self.meta["members"]]
         # each graph input once (encoder members on one log-mel share it), in member order
         self.inputs: dict[str, Member] = {}
@@ -219,9 +226,11 @@ class EmotionModel:
     def features(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Graph inputs ``{input: (N, rows, frames)}`` for prepared clips (model rate): each
         feature member's features, and Whisper's log-mel of the clip for encoder members,
-        computed as in training (the same prepared clip, the same log-mel to ~1e-5)."""
+        computed as in training (the same prepared clip through the model's channel, the
+        same log-mel to ~1e-5)."""
         cols: dict[str, list[np.ndarray]] = {name: [] for name in self.inputs}
         for y in clips:
+            y = apply_channel(y, self.sample_rate, self.channel)
             for call in self._calls:
                 got = extract(y, self.sample_rate, list(call), {f: m.config for f, m in call.items()})
                 for f, m in call.items():

@@ -26,11 +26,14 @@ import numpy as np
 import pandas as pd
 
 from .cache import DEFAULT_ROOT, extract_corpus, extract_encoder, load_features
+from .cache.encoded_copies import load_encoder_copies
 from .evaluate import evaluate_predictions, plot_confusion_grid, plot_leaderboard
 from .fileio import write_json_atomic
+from .modelmeta import channel_spec
 from .representations import encoder_config, representation_rows, resolve_representations, split_kinds
 from .splits import speaker_folds, speaker_keys, speaker_split
-from .train import TrainConfig, train_runs, waveform_chain
+from .runner import train_runs
+from .train import TrainConfig, waveform_chain
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +118,24 @@ def run_study(manifest: pd.DataFrame, features: str | Iterable[str], cfg: TrainC
               else [speaker_split(manifest, val=val, test=test, seed=split_seed)])
     fold_dirs = [out / f"fold{i}" for i in range(len(splits))] if folds else [out]
     pd.concat([s.assign(fold=i) for i, s in enumerate(splits)]).to_csv(out / "split.csv", index=False)
+    # everything cached once here, not once per run (parallel runs would race for it)
+    channel = channel_spec(cfg.channel)
+    train_rows = manifest["path"].isin(set().union(*(s.loc[s["split"] == "train", "path"] for s in splits)))
     if feature_names:
-        extract_corpus(manifest, feature_names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
-    for name in encoder_names:  # states once here, not once per run (parallel runs would race)
+        extract_corpus(manifest, feature_names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress,
+                       channel=channel)
+        chain, copies = waveform_chain(replace(cfg, feature=feature_names[0]))
+        if copies:  # every training clip's augmented copies, all features in one pass per copy
+            extract_corpus(manifest[train_rows], feature_names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs,
+                           progress=progress, augment=chain, copies=copies, channel=channel)
+    for name in encoder_names:
         enc = encoder_config(name)
         extract_encoder(manifest, enc.name, [enc.layer], clip=cfg.clip, cache_dir=cache_dir,
-                        sequences=(enc.layer,), path=cfg.encoder_path, progress=progress)
-    chain, copies = waveform_chain(cfg)
-    if copies and feature_names:  # every training clip's augmented copies, all features in one pass per copy
-        train_paths = set().union(*(s.loc[s["split"] == "train", "path"] for s in splits))
-        extract_corpus(manifest[manifest["path"].isin(train_paths)], feature_names, clip=cfg.clip, cache_dir=cache_dir,
-                       jobs=jobs, progress=progress, augment=chain, copies=copies)
+                        sequences=(enc.layer,), path=cfg.encoder_path, progress=progress, channel=channel)
+        chain, copies = waveform_chain(replace(cfg, feature=name))
+        if copies:
+            load_encoder_copies(manifest[train_rows], enc.name, enc.layer, cfg.clip, cache_dir, augment=chain,
+                                copies=copies, channel=channel, path=cfg.encoder_path, progress=progress)
 
     tasks = [(split_df, replace(cfg, feature=name), fdir / "runs" / name)
              for name in names for split_df, fdir in zip(splits, fold_dirs)]

@@ -26,8 +26,10 @@ import pandas as pd
 from .cache import DEFAULT_ROOT
 from .errors import SerError
 from .features import resolve_names
+from .modelmeta import channel_spec
 from .cache import extract_corpus
-from .train import TrainConfig, TrainResult, train_runs, waveform_chain
+from .runner import train_runs
+from .train import TrainConfig, TrainResult, waveform_chain
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,8 @@ def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], feature
         raise SweepError("no seeds: pass at least one, e.g. seeds=[0]")
     t0 = time.perf_counter()
     # every cache entry the runs need, made once with all processes (the runs only read)
-    extract_corpus(manifest, names, clip=base.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    channel = channel_spec(base.channel)
+    extract_corpus(manifest, names, clip=base.clip, cache_dir=cache_dir, jobs=jobs, progress=progress, channel=channel)
     chains = {}
     for seed in seeds:
         for ov in grid.values():
@@ -122,7 +125,7 @@ def sweep(manifest: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]], feature
                 chains[json.dumps([chain, copies, asdict(cfg.clip)], sort_keys=True)] = (chain, copies, cfg.clip)
     for chain, copies, clip in chains.values():
         extract_corpus(manifest[manifest["split"] == "train"], names, clip=clip, cache_dir=cache_dir, jobs=jobs,
-                       progress=progress, augment=chain, copies=copies)
+                       progress=progress, augment=chain, copies=copies, channel=channel)
     log.info("features ready in %.0f s", time.perf_counter() - t0)
 
     runs = {(recipe, seed, name): (manifest, recipe_config(base, ov, feature=name, seed=seed), out / recipe / f"s{seed}" / name)

@@ -32,10 +32,11 @@ from .checkpoint import load_checkpoint, load_resume_state, save_checkpoint, sav
 from .evaluate import evaluate_predictions, predictions_table
 from .fileio import write_json_atomic
 from .features import feature_key, get_config
+from .modelmeta import channel_spec
 from .models import build_model
 from .representations import encoder_config, is_encoder
 from .splits import SplitError, check_speaker_disjoint, speaker_keys, split_speakers
-from .tracking import Tracker, prepare_store
+from .tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,20 @@ class TrainConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)  # how files become clips
     encoder_path: str | None = None  # encoder weights (CTranslate2 dir or .pt) instead of the installed package
     n_boot: int = 1000  # bootstrap resamples for the test confidence intervals
+    # a ser.degrade preset (telephone: a model for phone calls) every clip (train, val, test)
+    # goes through after prepare_clip; the exported model applies it to incoming audio too
+    channel: str | None = None
+
+    def __post_init__(self) -> None:
+        channel_spec(self.channel)  # a bad name fails here, listing the known ones
+
+
+def training_conditions(cfg: TrainConfig) -> dict[str, Any]:
+    """What a model was trained for: ``{"condition_aug": [...], "channel": name or None,
+    "copies": augmented copies per training clip}`` (metadata, metrics and MLflow params)."""
+    _, copies = waveform_chain(cfg)
+    aug = list(cfg.augment.conditions) if cfg.augment.enabled and copies else []
+    return {"condition_aug": aug, "channel": cfg.channel, "copies": copies}
 
 
 def pick_device() -> torch.device:
@@ -139,11 +154,16 @@ def feature_augmenter(cfg: TrainConfig) -> tuple[Any, dict | None]:
 
 
 def waveform_chain(cfg: TrainConfig) -> tuple[dict | None, int]:
-    """The waveform augmentation chain (its dict, part of the cache key) and the copy count."""
-    # encoder states of augmented copies would cost an encoder pass each: not cached
-    if not cfg.augment.enabled or cfg.augment.copies <= 0 or is_encoder(cfg.feature):
+    """The waveform augmentation chain (its dict, part of the cache key) and the copy count.
+
+    Features: the waveform strategies, then the condition step (``augment.conditions``).
+    Encoder members: the condition step only (an encoder pass per copy is worth it for
+    channel robustness, not for pitch and gain), so no copies without conditions.
+    """
+    encoder = is_encoder(cfg.feature)
+    if not cfg.augment.enabled or cfg.augment.copies <= 0 or (encoder and not cfg.augment.conditions):
         return None, 0
-    return waveform_augmentation(_augment_config(cfg)).to_dict(), cfg.augment.copies
+    return waveform_augmentation(_augment_config(cfg), chain=not encoder).to_dict(), cfg.augment.copies
 
 
 @dataclass
@@ -174,14 +194,15 @@ class TrainResult:
     device: str  # where it trained
     val: dict[str, Any]  # validation metrics of the best checkpoint
     test: dict[str, Any] | None  # test metrics with speaker-bootstrap CIs (None without test clips)
+    training_conditions: dict[str, Any] | None = None  # :func:`training_conditions` of the run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainResult":
-        """Read back a ``metrics.json`` (extra keys are ignored)."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        """Read back a ``metrics.json`` (extra keys are ignored; older files lack the last fields)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 def load_data(manifest: pd.DataFrame, cfg: TrainConfig, cache_dir: str | Path = DEFAULT_ROOT, jobs: int = 1,
@@ -197,21 +218,26 @@ def load_data(manifest: pd.DataFrame, cfg: TrainConfig, cache_dir: str | Path = 
     if not tr.any() or not va.any():
         raise SplitError("the split needs train and val clips; make it with speaker_split or speaker_folds")
     wave_aug, copies = waveform_chain(cfg)
+    channel = channel_spec(cfg.channel)  # every clip, every copy: a channel'd clip is another clip
     if is_encoder(cfg.feature):
         from .cache import load_encoder_states
+        from .cache.encoded_copies import load_encoder_copies
 
         enc = encoder_config(cfg.feature)
-        X = load_encoder_states(manifest, enc.name, enc.layer, cfg.clip, cache_dir, path=cfg.encoder_path,
-                                progress=progress)
+        kw = dict(path=cfg.encoder_path, progress=progress, channel=channel)
+        X = load_encoder_states(manifest, enc.name, enc.layer, cfg.clip, cache_dir, **kw)
+        X_train = X[tr][:, None]
+        if copies:  # clean states, then the copies' (cached like the features' copies)
+            X_copies = load_encoder_copies(manifest[tr], enc.name, enc.layer, cfg.clip, cache_dir, augment=wave_aug,
+                                           copies=copies, **kw)
+            X_train = np.concatenate([X_train, X_copies], axis=1)
+            del X_copies
     else:
         feat_cfg = {cfg.feature: get_config(cfg.feature)}
-        X = load_features(manifest, [cfg.feature], feat_cfg, cfg.clip, cache_dir, jobs=jobs,
-                          progress=progress)[cfg.feature]
-    if copies:
-        X_train = load_features(manifest[tr], [cfg.feature], feat_cfg, cfg.clip, cache_dir, jobs=jobs,
-                                progress=progress, augment=wave_aug, copies=copies)[cfg.feature]
-    else:
-        X_train = X[tr][:, None]
+        kw = dict(jobs=jobs, progress=progress, channel=channel)
+        X = load_features(manifest, [cfg.feature], feat_cfg, cfg.clip, cache_dir, **kw)[cfg.feature]
+        X_train = (load_features(manifest[tr], [cfg.feature], feat_cfg, cfg.clip, cache_dir, augment=wave_aug,
+                                 copies=copies, **kw)[cfg.feature] if copies else X[tr][:, None])
     mean, std = normalization(X[tr])
     _, feature_aug = feature_augmenter(cfg)
     return TrainData(
@@ -318,13 +344,14 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
     class_w = torch.tensor(n_train / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=class_w.to(device), label_smoothing=cfg.label_smoothing)
     rep = representation_meta(cfg)
-    feat_key = rep["feature_key"]
+    feat_key, conditions = rep["feature_key"], training_conditions(cfg)
     meta = {
         "labels": labels, "feature": cfg.feature, **rep,
         "clip": asdict(cfg.clip), "mean": data.mean.tolist(), "std": data.std.tolist(),
         "height": int(data.x.shape[1]), "model": model_name(cfg), "dropout": cfg.dropout,
         "speakers": split_speakers(manifest), "train_config": asdict(cfg), "augment": data.augment,
         "corpus": sorted(map(str, manifest["corpus"].unique())),
+        "channel": channel_spec(cfg.channel), "training_conditions": conditions,  # the runtime applies the channel
     }
 
     # 4. resume where a previous session stopped
@@ -339,6 +366,7 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
     # 5. epochs: train, validate, save on improvement, stop on patience
     tracker = Tracker(out, experiment, run_name=f"{cfg.feature}", enabled=tracking)
     tracker.log_params({**asdict(cfg), "feature_config": feat_key, "augment_chain": data.augment,
+                        "training_conditions": conditions,
                         "n_train": n_train, "n_val": int(data.val.sum()), "n_test": int(data.test.sum()),
                         "device": str(device)})
     t0 = time.perf_counter()
@@ -371,54 +399,8 @@ def train_feature(manifest: pd.DataFrame, cfg: TrainConfig, out_dir: str | Path,
     result = TrainResult(feature=cfg.feature, labels=labels, best_epoch=best_epoch, epochs_run=epoch + 1,
                          # all sessions of a resumed run, so a study's leaderboard keeps the real cost
                          train_seconds=seconds_before + time.perf_counter() - t0, device=str(device),
-                         val=val, test=test)
+                         val=val, test=test, training_conditions=conditions)
     write_json_atomic(out / "metrics.json", result.to_dict())
     predictions_table(manifest, probs, labels).to_csv(out / "predictions.csv", index=False)
     tracker.finish(result.to_dict(), labels)
     return result
-
-
-def _train_one(task: tuple) -> tuple[Path, TrainResult]:
-    """One run in a worker process (top level, so a spawned process can import it)."""
-    split_df, run_cfg, run, kwargs, threads = task
-    import torch
-
-    torch.set_num_threads(threads)
-    return run, train_feature(split_df, run_cfg, run, **kwargs)
-
-
-def train_runs(tasks: list, *, parallel: int = 1, threads: int | None = None, progress: bool = True,
-               **kwargs: Any) -> dict[Path, TrainResult]:
-    """Train every ``(manifest, config, out_dir)`` task with :func:`train_feature`.
-
-    Args:
-        tasks: the runs; their folders key the result.
-        parallel: runs at a time; above 1 each run is a spawned process.
-        threads: torch CPU threads per process (default: the cores shared out between them).
-        progress: per-run bars in-process, one bar over the runs in parallel.
-        kwargs: passed to every ``train_feature`` call (``cache_dir``, ``tracking``, ...).
-
-    Returns:
-        ``{out_dir: train_feature's result}``.
-    """
-    if parallel <= 1 or len(tasks) <= 1:
-        return {run: train_feature(split_df, run_cfg, run, progress=progress, **kwargs)
-                for split_df, run_cfg, run in tasks}
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    parallel = min(parallel, len(tasks))
-    threads = threads or max(1, (os.cpu_count() or 1) // parallel)
-    if kwargs.get("tracking"):  # the MLflow store is set up once here, not raced by every worker
-        prepare_store(kwargs.get("experiment", "ser"))
-    # spawn, not fork: CUDA and torch's thread pools do not survive a fork
-    with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_one, (split_df, run_cfg, run, {**kwargs, "progress": False}, threads))
-                   for split_df, run_cfg, run in tasks]
-        results = {}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run", disable=not progress):
-            run, res = fut.result()
-            results[run] = res
-            log.info("%s: val UAR %.3f", run, res.val["uar"])
-    return results

@@ -73,6 +73,9 @@ class AugmentConfig:
     waveform: Sequence[str] = WAVEFORM_CHAIN  # waveform strategies, in order
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # strategy -> params, all reps
     copies: int = 4  # K augmented waveform copies per training clip kept in the feature cache
+    # ser.degrade presets (telephone, gsm, opus, snr10...): each augmented copy also goes
+    # through one of them, drawn uniformly (the "condition" strategy, after the chain)
+    conditions: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.p is not None and not 0.0 <= self.p <= 1.0:
@@ -83,6 +86,7 @@ class AugmentConfig:
         if unknown:
             raise AugmentError(f"AugmentConfig.policy: unknown representation(s) {unknown}; "
                                f"known: {', '.join(FEATURE_POLICY)}")
+        object.__setattr__(self, "conditions", check_conditions(self.conditions))
         for name in [*self.waveform, *self.overrides, *(n for v in self.policy.values() for n in v)]:
             get_class(name)  # unknown strategy names fail here, listing the known ones
 
@@ -94,7 +98,45 @@ class AugmentConfig:
             "waveform": list(self.waveform),
             "overrides": {k: dict(v) for k, v in self.overrides.items()},
             "copies": int(self.copies),
+            "conditions": list(self.conditions),
         }
+
+
+def check_conditions(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Condition preset names for augmentation, checked: a tuple (a comma list is split by
+    :func:`ser.degrade.parse_conditions`; ``"all"`` is every preset but ``clean`` and babble).
+
+    Babble conditions are refused: babble is made of other speakers' clips and is held
+    out for evaluation (``ser robustness``), so a model is never tested on noise it saw.
+
+    Raises:
+        AugmentError: an unknown name (listing the known ones) or a babble condition.
+
+    Example:
+        >>> check_conditions("telephone,snr10")
+        ('telephone', 'snr10')
+        >>> check_conditions(["babble10"])
+        Traceback (most recent call last):
+        ...
+        ser.augment.registry.AugmentError: condition augmentation: babble10 is held out for evaluation; choose others
+    """
+    if not names:
+        return ()
+    from ..degrade import DegradeError, parse_conditions
+
+    text = names if isinstance(names, str) else ",".join(map(str, names))
+    if text.strip() == "all":
+        from .conditions import DEFAULT_CONDITIONS
+
+        return DEFAULT_CONDITIONS
+    try:
+        conds = parse_conditions(text)
+    except DegradeError as e:
+        raise AugmentError(f"condition augmentation: {e}") from None
+    babble = [c.name for c in conds if c.needs_babble]
+    if babble:
+        raise AugmentError(f"condition augmentation: {', '.join(babble)} is held out for evaluation; choose others")
+    return tuple(dict.fromkeys(c.name for c in conds))
 
 
 RngLike = Union[np.random.Generator, int, None]
@@ -188,11 +230,17 @@ def augmentation_for(feature_name: str, config: AugmentConfig | None = None) -> 
     return Augmenter(chain, config.seed, "feature", feature_name)
 
 
-def waveform_augmentation(config: AugmentConfig | None = None) -> Augmenter:
-    """The waveform chain (:data:`WAVEFORM_CHAIN` or ``config.waveform``).
+def waveform_augmentation(config: AugmentConfig | None = None, chain: bool = True) -> Augmenter:
+    """The waveform chain (:data:`WAVEFORM_CHAIN` or ``config.waveform``), then the
+    ``condition`` step when ``config.conditions`` names any.
 
     Use its ``to_dict()`` in the cache key of augmented copies and
     :func:`ser.augment.augment_waveform` (or ``aug(y, seed)``) to make copy k.
+
+    Args:
+        config: the strategies, strengths and seed; ``AugmentConfig()`` if None.
+        chain: False leaves the strategies of ``config.waveform`` out: only the condition
+            step (encoder members, whose copies are channel conditions only).
 
     Returns:
         An :class:`Augmenter` over mono float32 audio; the identity when disabled.
@@ -202,12 +250,17 @@ def waveform_augmentation(config: AugmentConfig | None = None) -> Augmenter:
         ['time_shift', 'pitch_shift']
     """
     config = config or AugmentConfig()
-    names = tuple(config.waveform) if config.enabled else ()
+    names = tuple(config.waveform) if config.enabled and chain else ()
     wrong = [n for n in names if n not in available_augmentations("waveform")]
     if wrong:
         raise AugmentError(f"{wrong} are not waveform strategies; waveform strategies: "
                            f"{', '.join(available_augmentations('waveform'))}")
-    return Augmenter(_build(names, config, {}), config.seed, "waveform")
+    steps = _build(names, config, {}).steps
+    if config.enabled and config.conditions:
+        # p=1: every augmented copy is heard through one of the conditions (copy 0 stays clean)
+        params = {"condition": {"p": 1.0, "conditions": tuple(config.conditions)}}
+        steps += _build(("condition",), config, params).steps
+    return Augmenter(Chain(steps), config.seed, "waveform")
 
 
 def describe_policy(config: AugmentConfig | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -216,4 +269,4 @@ def describe_policy(config: AugmentConfig | None = None) -> dict[str, list[dict[
 
 
 __all__ = ["FEATURE_POLICY", "FEATURE_PARAMS", "WAVEFORM_CHAIN", "AugmentConfig", "Augmenter",
-           "augmentation_for", "waveform_augmentation", "feature_policy", "describe_policy"]
+           "augmentation_for", "check_conditions", "waveform_augmentation", "feature_policy", "describe_policy"]

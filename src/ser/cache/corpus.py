@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..audio import ClipConfig, load_audio, prepare_clip
 from ..features import extract, feature_key, get_config, resolve_names
+from ..modelmeta import apply_channel
 from . import entry as entry_format
 from .entry import file_hash, section_key
 from .store import DEFAULT_ROOT, FeatureCache
@@ -39,9 +40,12 @@ CHUNK = 16  # clips per task handed to a worker process
 
 
 def section_keys(names: Sequence[str], configs: Mapping[str, Any], clip: ClipConfig,
-                 augment: Mapping[str, Any] | None = None, copies: int = 0) -> dict[tuple[str, int], str]:
+                 augment: Mapping[str, Any] | None = None, copies: int = 0,
+                 channel: Mapping[str, Any] | None = None) -> dict[tuple[str, int], str]:
     """Section keys per (feature, variant): variant 0 is the clean clip, 1..copies the
     augmented copies (the waveform chain and the copy number are part of the key).
+    A ``channel`` (a ``ser.degrade`` condition's ``to_dict()``, applied to every variant)
+    is part of every key: a telephone clip is another clip.
 
     Memoised: hashing eleven configs costs more than reading a warm entry. Compute them
     once per corpus and pass them to :func:`clip_features` and :func:`read_cached`. The
@@ -49,37 +53,55 @@ def section_keys(names: Sequence[str], configs: Mapping[str, Any], clip: ClipCon
     """
     # CACHE_VERSION read at call time: a changed version must not hit an old memo
     memo = (tuple(names), tuple(configs[n] for n in names), clip,
-            json.dumps(augment, sort_keys=True, default=str), copies, entry_format.CACHE_VERSION)
+            json.dumps(augment, sort_keys=True, default=str), copies, entry_format.CACHE_VERSION,
+            json.dumps(channel, sort_keys=True))
     if memo not in _KEY_MEMO:
-        _KEY_MEMO[memo] = _compute_keys(names, configs, clip, augment, copies)
+        _KEY_MEMO[memo] = _compute_keys(names, configs, clip, augment, copies, channel)
     return _KEY_MEMO[memo]
 
 
 _KEY_MEMO: dict[tuple, dict[tuple[str, int], str]] = {}
 
 
-def _compute_keys(names, configs, clip, augment, copies) -> dict[tuple[str, int], str]:
+def _compute_keys(names, configs, clip, augment, copies, channel) -> dict[tuple[str, int], str]:
     keys = {}
     for n in names:
         fk = feature_key(n, configs[n])
-        keys[(n, 0)] = section_key(fk, clip)
+        keys[(n, 0)] = section_key(fk, clip, variant_key(None, 0, channel))
         for k in range(1, copies + 1):
-            keys[(n, k)] = section_key(fk, clip, {"chain": dict(augment or {}), "copy": k})
+            keys[(n, k)] = section_key(fk, clip, variant_key(augment, k, channel))
     return keys
 
 
-def _augmented(y: np.ndarray, clip: ClipConfig, augment: Mapping[str, Any], audio_hash: str, k: int) -> np.ndarray:
-    # lazy: only augmented copies need it (it loads scipy.signal and soxr)
-    from ..augment import augment_waveform, derive_seed
+def variant_key(augment: Mapping[str, Any] | None, k: int,
+                channel: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The augmentation part of a section key of variant ``k`` (0: the clean clip, None
+    without a channel, as keys were before channels existed), for every representation."""
+    out: dict[str, Any] = {"chain": dict(augment or {}), "copy": k} if k else {}
+    if channel is not None:
+        out["channel"] = dict(channel)
+    return out or None
 
-    seed = derive_seed(int(augment.get("seed", 0)), audio_hash, k)
-    return augment_waveform(y, clip.sample_rate, augment["chain"], seed)
+
+def variant_waveform(y: np.ndarray, clip: ClipConfig, augment: Mapping[str, Any] | None, audio_hash: str, k: int,
+                     channel: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Variant ``k`` of a prepared clip: the clip itself (0) or augmented copy ``k``
+    (seeded ``derive_seed(chain seed, audio hash, k)``: the same audio for every
+    representation whose chain is the same), then heard through ``channel`` (if any), as
+    the runtime hears every clip."""
+    if k:
+        # lazy: only augmented copies need it (it loads scipy.signal and soxr)
+        from ..augment import augment_waveform, derive_seed
+
+        seed = derive_seed(int(augment.get("seed", 0)), audio_hash, k)
+        y = augment_waveform(y, clip.sample_rate, augment["chain"], seed)
+    return apply_channel(y, clip.sample_rate, channel)
 
 
 def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, Any], clip: ClipConfig,
                   cache: FeatureCache | None, augment: Mapping[str, Any] | None = None,
-                  copies: int = 0, keys: Mapping[tuple[str, int], str] | None = None
-                  ) -> tuple[dict[tuple[str, int], np.ndarray], int, int]:
+                  copies: int = 0, keys: Mapping[tuple[str, int], str] | None = None,
+                  channel: Mapping[str, Any] | None = None) -> tuple[dict[tuple[str, int], np.ndarray], int, int]:
     """Features of one file (and of its augmented copies), from the cache where present.
 
     Missing sections are computed and the clip's entry rewritten once.
@@ -88,13 +110,14 @@ def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, 
         augment: ``waveform_augmentation(cfg).to_dict()`` when ``copies > 0``.
         copies: number of augmented copies wanted besides the clean clip.
         keys: the section keys, when the caller has computed them once for many clips.
+        channel: a ``ser.degrade`` condition's ``to_dict()`` every variant goes through.
 
     Returns:
         ``({(name, variant): array}, n_computed, n_reused)``; variant 0 is the clean clip.
     """
     if copies and not augment:
         raise ValueError("copies > 0 needs the waveform augmentation chain (augment=...)")
-    keys = keys or section_keys(names, configs, clip, augment, copies)
+    keys = keys or section_keys(names, configs, clip, augment, copies, channel)
     h = cache.audio_hash(path) if cache is not None else file_hash(path)
     out: dict[tuple[str, int], np.ndarray] = {}
     stored: dict[str, dict[str, np.ndarray]] = {}
@@ -109,7 +132,7 @@ def clip_features(path: str | Path, names: Sequence[str], configs: Mapping[str, 
         y = prepare_clip(load_audio(path, sr=clip.sample_rate), clip)
         for k in sorted({v for _, v in missing}):
             todo = [n for n, v in missing if v == k]
-            yk = y if k == 0 else _augmented(y, clip, augment, h, k)
+            yk = variant_waveform(y, clip, augment, h, k, channel)
             fresh = extract(yk, clip.sample_rate, todo, {n: configs[n] for n in todo})
             out.update({(n, k): fresh[n] for n in todo})
         if cache is not None:
@@ -199,12 +222,12 @@ def _init_worker() -> None:
 
 
 def _work(paths: list[str], names: list[str], configs: dict, clip: ClipConfig, root: str,
-          augment: dict | None, copies: int):
+          augment: dict | None, copies: int, channel: dict | None = None):
     cache = FeatureCache(root)
-    keys = section_keys(names, configs, clip, augment, copies)
+    keys = section_keys(names, configs, clip, augment, copies, channel)
     computed = reused = 0
     for p in paths:
-        _, c, r = clip_features(p, names, configs, clip, cache, augment, copies, keys)
+        _, c, r = clip_features(p, names, configs, clip, cache, augment, copies, keys, channel)
         computed, reused = computed + c, reused + r
     return len(paths), computed, reused, cache.new_hashes()
 
@@ -212,7 +235,8 @@ def _work(paths: list[str], names: list[str], configs: dict, clip: ClipConfig, r
 def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
                    configs: Mapping[str, Any] | None = None, clip: ClipConfig = ClipConfig(),
                    cache_dir: str | Path = DEFAULT_ROOT, jobs: int = 1, progress: bool = True,
-                   augment: Mapping[str, Any] | None = None, copies: int = 0, pack: bool = True) -> ExtractReport:
+                   augment: Mapping[str, Any] | None = None, copies: int = 0, pack: bool = True,
+                   channel: Mapping[str, Any] | None = None) -> ExtractReport:
     """Compute and cache the features of every clip in ``manifest``.
 
     Args:
@@ -227,6 +251,8 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
             chain ``augment`` (``waveform_augmentation(cfg).to_dict()``).
         pack: at the end, move the corpus' loose entry files into one pack file
             (``ser.cache.pack``), which makes warm reads about twice as fast.
+        channel: a ``ser.degrade`` condition's ``to_dict()`` that every clip (and copy)
+            goes through after ``prepare_clip`` (``--channel telephone``); None: none.
 
     Returns:
         An ``ExtractReport`` with computed vs reused counts.
@@ -237,7 +263,7 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
     cache = FeatureCache(cache_dir)
     start = time.perf_counter()
     computed = reused = 0
-    keys = section_keys(names, configs, clip, augment, copies)
+    keys = section_keys(names, configs, clip, augment, copies, channel)
     # a warm clip costs ~0.1 ms here; only clips that lack something go to the workers,
     # so a fully cached corpus never pays for starting processes
     todo = [p for p in paths if read_cached(cache, p, keys, copies) is None]
@@ -247,14 +273,15 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
     paths = todo
     if jobs <= 1 or len(paths) <= CHUNK:
         for p in paths:
-            _, c, r = clip_features(p, names, configs, clip, cache, augment, copies, keys)
+            _, c, r = clip_features(p, names, configs, clip, cache, augment, copies, keys, channel)
             computed, reused = computed + c, reused + r
             bar.update(1)
     else:
         chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
         ctx = mp.get_context("spawn")  # no inherited threads or locks from the parent
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = [pool.submit(_work, c, names, configs, clip, str(cache.root), augment, copies) for c in chunks]
+            futures = [pool.submit(_work, c, names, configs, clip, str(cache.root), augment, copies, channel)
+                       for c in chunks]
             for fut in as_completed(futures):
                 n, c, r, hashes = fut.result()
                 computed, reused = computed + c, reused + r
@@ -272,8 +299,9 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
 def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: Mapping[str, Any] | None = None,
                   clip: ClipConfig = ClipConfig(), cache_dir: str | Path = DEFAULT_ROOT, jobs: int = 1,
                   progress: bool = True, augment: Mapping[str, Any] | None = None,
-                  copies: int = 0) -> dict[str, np.ndarray]:
-    """Stacked features of every clip, computing what the cache lacks first.
+                  copies: int = 0, channel: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Stacked features of every clip, computing what the cache lacks first (``augment``,
+    ``copies`` and ``channel`` as for :func:`extract_corpus`).
 
     Returns:
         ``{name: float32 array (clips, rows, frames)}`` in manifest order; with
@@ -283,7 +311,7 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
     names = resolve_names(names)
     configs = {n: (configs or {}).get(n) or get_config(n) for n in names}
     cache = FeatureCache(cache_dir)
-    keys = section_keys(names, configs, clip, augment, copies)
+    keys = section_keys(names, configs, clip, augment, copies, channel)
     paths = [str(p) for p in manifest["path"]]
     if not paths:
         return {n: np.stack([]) for n in names}  # numpy's own error for nothing to stack
@@ -316,7 +344,7 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
             put(i, entry)
     if missing:
         extract_corpus(manifest.iloc[missing], names, configs, clip, cache_dir, jobs, progress, augment, copies,
-                       pack=False)
+                       pack=False, channel=channel)
         cache = FeatureCache(cache_dir)  # the index now holds the workers' hashes
     else:
         log.info("%d clips x %d features: all cached", len(paths), len(names))
@@ -324,7 +352,7 @@ def load_features(manifest: pd.DataFrame, names: str | Iterable[str], configs: M
         p = paths[i]
         entry = read_cached(cache, p, keys, copies)
         if entry is None:  # lost in a race with another run: compute now
-            feats, _, _ = clip_features(p, names, configs, clip, cache, augment, copies)
+            feats, _, _ = clip_features(p, names, configs, clip, cache, augment, copies, channel=channel)
             entry = {keys[nk]: a for nk, a in feats.items()}
         put(i, entry)
     cache.flush()

@@ -13,8 +13,10 @@ Two kinds of section are cached per layer:
   base, so only the layers asked for (what a head is trained on).
 
 Section keys hash :func:`ser.encoders.encoder_key` (encoder name, code version, the
-weights' SHA-256, layer), the kind and the :class:`~ser.audio.ClipConfig`: other
-weights, another layer or another clip length is another key. The sections live in the
+weights' SHA-256, layer), the kind, the :class:`~ser.audio.ClipConfig` and the channel
+(``channel=``, a ``ser.degrade`` condition every prepared clip goes through, as for the
+features): other weights, another layer, clip length or channel is another key.
+States of waveform-augmented copies are in :mod:`ser.cache.encoded_copies`. The sections live in the
 same :class:`~ser.cache.FeatureCache` as the other representations, keyed by the audio's
 content hash, in an entry group of their own per encoder weights
 (:func:`encoder_group`), so reading mel features never reads (nor checksums) the much
@@ -39,7 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,6 +49,8 @@ from tqdm.auto import tqdm
 
 from ..audio import AudioSource, ClipConfig, load_audio, prepare_clip
 from ..encoders import EncoderError, encoder_key, get_config, get_encoder, get_spec
+from ..modelmeta import apply_channel
+from .corpus import variant_key
 from .entry import section_key
 from .store import DEFAULT_ROOT, FeatureCache
 
@@ -68,16 +72,17 @@ def encoder_group(weights_sha256: str) -> str:
 
 
 def encoder_section_keys(encoder: str, layers: Iterable[int], kind: str, clip: ClipConfig = ClipConfig(),
-                         path: str | Path | None = None) -> dict[int, str]:
-    """``{layer: section key}`` of one kind (``"pooled"`` or ``"sequence"``) of ``encoder``.
+                         path: str | Path | None = None, channel: Mapping[str, Any] | None = None) -> dict[int, str]:
+    """``{layer: section key}`` of one kind (``"pooled"`` or ``"sequence"``) of ``encoder``
+    for clean clips (heard through ``channel``, if given).
 
     Raises:
         EncoderError: unknown encoder, a layer out of range, weights missing.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return {layer: section_key({**encoder_key(get_config(encoder, layer), path), "kind": kind}, clip)
-            for layer in layers}
+    return {layer: section_key({**encoder_key(get_config(encoder, layer), path), "kind": kind}, clip,
+                               variant_key(None, 0, channel)) for layer in layers}
 
 
 @dataclass
@@ -113,10 +118,16 @@ def _span(layers: list[int]) -> str:
     return ",".join(map(str, layers))
 
 
-def _device(device: str | None) -> str:
+def resolve_device(device: str | None) -> str:
+    """``device``, or CUDA when available and CPU otherwise for None."""
     import torch
 
     return ("cuda" if torch.cuda.is_available() else "cpu") if device is None else str(device)
+
+
+def load_encoder(encoder: str, path: str | Path | None, device: str) -> Any:
+    """The frozen encoder on ``device`` (weights checked by SHA-256 as ``get_encoder`` does)."""
+    return get_encoder(encoder, path).to(device)
 
 
 def _check_clip(clip: ClipConfig) -> None:
@@ -125,11 +136,11 @@ def _check_clip(clip: ClipConfig) -> None:
                            f"sample_rate={clip.sample_rate}")
 
 
-def _prepare(source: AudioSource | np.ndarray, clip: ClipConfig) -> np.ndarray:
+def _prepare(source: AudioSource | np.ndarray, clip: ClipConfig, channel: Mapping[str, Any] | None = None) -> np.ndarray:
     """A clip's prepared waveform: decoded (a path or bytes) or as given (an array), then
-    ``prepare_clip``, as every representation's clip is."""
+    ``prepare_clip`` and the channel, as every representation's clip is."""
     y = np.asarray(source, np.float32) if isinstance(source, np.ndarray) else load_audio(source, sr=clip.sample_rate)
-    return prepare_clip(y, clip)
+    return apply_channel(prepare_clip(y, clip), clip.sample_rate, channel)
 
 
 def encode_batch(model: Any, clips: np.ndarray, layers: Sequence[int], sequences: Sequence[int] = (),
@@ -166,7 +177,7 @@ def encode_batch(model: Any, clips: np.ndarray, layers: Sequence[int], sequences
 
 def clip_states(source: AudioSource | np.ndarray, encoder: str, layer: int, clip: ClipConfig = ClipConfig(), *,
                 path: str | Path | None = None, pooled: bool = False, device: str | None = None,
-                model: Any = None) -> np.ndarray:
+                model: Any = None, channel: Mapping[str, Any] | None = None) -> np.ndarray:
     """One clip's hidden states of ``layer``, computed now (no cache): ``(dims, frames)``,
     or ``(2 * dims, 1)`` with ``pooled``. What the cache holds for that clip.
 
@@ -174,45 +185,48 @@ def clip_states(source: AudioSource | np.ndarray, encoder: str, layer: int, clip
         source: an audio file (path or bytes) or its decoded mono 16 kHz waveform; either
             is prepared with ``prepare_clip(y, clip)``.
         model: an encoder already loaded (else ``get_encoder(encoder, path)``).
+        channel: a ``ser.degrade`` condition's ``to_dict()`` applied after ``prepare_clip``.
     """
     _check_clip(clip)
     get_config(encoder, layer)  # unknown name or layer out of range: a clear error first
-    device = _device(device)
-    model = (model if model is not None else get_encoder(encoder, path)).to(device)
-    p, s = encode_batch(model, _prepare(source, clip)[None], [layer] if pooled else [],
+    device = resolve_device(device)
+    model = model.to(device) if model is not None else load_encoder(encoder, path, device)
+    p, s = encode_batch(model, _prepare(source, clip, channel)[None], [layer] if pooled else [],
                         [] if pooled else [layer], device)
     return p[layer][0][:, None] if pooled else s[layer][0]
 
 
-def _prepared_batches(paths: list[str], clip: ClipConfig, batch_size: int, jobs: int) -> Iterator[np.ndarray]:
+def _prepared_batches(paths: list[str], clip: ClipConfig, batch_size: int, jobs: int,
+                      channel: Mapping[str, Any] | None) -> Iterator[np.ndarray]:
     """Prepared clips, ``batch_size`` at a time; with ``jobs > 1`` threads decode the next
     batch while the encoder runs on this one."""
     starts = range(0, len(paths), batch_size)
     if jobs <= 1:
         for i in starts:
-            yield np.stack([_prepare(p, clip) for p in paths[i:i + batch_size]])
+            yield np.stack([_prepare(p, clip, channel) for p in paths[i:i + batch_size]])
         return
     with ThreadPoolExecutor(jobs) as pool:
         ahead = None
         for i in starts:
-            current = ahead or [pool.submit(_prepare, p, clip) for p in paths[i:i + batch_size]]
+            current = ahead or [pool.submit(_prepare, p, clip, channel) for p in paths[i:i + batch_size]]
             nxt = paths[i + batch_size:i + 2 * batch_size]
-            ahead = [pool.submit(_prepare, p, clip) for p in nxt] if nxt else None
+            ahead = [pool.submit(_prepare, p, clip, channel) for p in nxt] if nxt else None
             yield np.stack([f.result() for f in current])
 
 
 def _encode_missing(cache: FeatureCache, group: str, paths: list[str], hashes: list[str], encoder: str,
                     path: str | Path | None, keys: dict[str, dict[int, str]], clip: ClipConfig, device: str | None,
-                    batch_size: int, jobs: int, progress: bool) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+                    batch_size: int, jobs: int, progress: bool,
+                    channel: Mapping[str, Any] | None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Encode these clips, merge their new sections into their entries; yield
     ``(position in paths, {section key: array})`` per clip as it is written."""
-    device = _device(device)
-    model = get_encoder(encoder, path).to(device)
+    device = resolve_device(device)
+    model = load_encoder(encoder, path, device)
     layers, sequences = sorted(keys["pooled"]), sorted(keys["sequence"])
     bar = tqdm(total=len(paths), desc=f"{encoder} states", unit="clip", disable=not progress)
     done = 0
     try:
-        for batch in _prepared_batches(paths, clip, batch_size, jobs):  # one ClipConfig: one length
+        for batch in _prepared_batches(paths, clip, batch_size, jobs, channel):  # one ClipConfig: one length
             pooled, seqs = encode_batch(model, batch, layers, sequences, device)
             for j in range(len(batch)):
                 new = {keys["pooled"][l]: pooled[l][j][:, None] for l in layers}
@@ -239,7 +253,8 @@ def _layers(encoder: str, layers: str | Iterable[int]) -> list[int]:
 def extract_encoder(manifest: pd.DataFrame, encoder: str, layers: str | Iterable[int] = "all",
                     clip: ClipConfig = ClipConfig(), cache_dir: str | Path = DEFAULT_ROOT, *,
                     sequences: Iterable[int] = (), path: str | Path | None = None, device: str | None = None,
-                    batch_size: int = 16, jobs: int = 1, progress: bool = True, pack: bool = True) -> EncoderReport:
+                    batch_size: int = 16, jobs: int = 1, progress: bool = True, pack: bool = True,
+                    channel: Mapping[str, Any] | None = None) -> EncoderReport:
     """Cache pooled statistics of ``layers`` and full sequences of ``sequences`` for every clip.
 
     One encoder pass per clip that lacks any of them, computing only the sections some
@@ -258,6 +273,7 @@ def extract_encoder(manifest: pd.DataFrame, encoder: str, layers: str | Iterable
         device: ``"cuda"``, ``"cpu"``...; None: CUDA when available.
         batch_size: clips per encoder call. jobs: threads preparing clips ahead.
         progress: tqdm bar over clips. pack: pack the loose entries at the end.
+        channel: a ``ser.degrade`` condition's ``to_dict()`` every prepared clip goes through.
 
     Raises:
         EncoderError: unknown encoder, a layer out of range, weights missing or not
@@ -268,8 +284,8 @@ def extract_encoder(manifest: pd.DataFrame, encoder: str, layers: str | Iterable
     layers, sequences = _layers(encoder, layers), _layers(encoder, sequences)
     if not layers and not sequences:
         raise EncoderError("nothing to extract: give layers or sequences")
-    keys = {"pooled": encoder_section_keys(encoder, layers, "pooled", clip, path),
-            "sequence": encoder_section_keys(encoder, sequences, "sequence", clip, path)}
+    keys = {"pooled": encoder_section_keys(encoder, layers, "pooled", clip, path, channel),
+            "sequence": encoder_section_keys(encoder, sequences, "sequence", clip, path, channel)}
     first = (layers or sequences)[0]
     group = encoder_group(encoder_key(get_config(encoder, first), path)["weights_sha256"])
     wanted = frozenset(k for kind in keys.values() for k in kind.values())
@@ -285,12 +301,12 @@ def extract_encoder(manifest: pd.DataFrame, encoder: str, layers: str | Iterable
     device_used, encode_seconds = "", 0.0
     if todo:
         t0 = time.perf_counter()
-        device_used = _device(device)
+        device_used = resolve_device(device)
         # only the sections some clip lacks, so the encoder runs no higher than they need
         # (a sequence added after the layer study runs up to its layer, not the top one)
         need = {kind: {l: k for l, k in ks.items() if k in lacking} for kind, ks in keys.items()}
         for _ in _encode_missing(cache, group, [paths[i] for i in todo], [hashes[i] for i in todo], encoder, path,
-                                 need, clip, device_used, batch_size, jobs, progress):
+                                 need, clip, device_used, batch_size, jobs, progress, channel):
             pass
         encode_seconds = time.perf_counter() - t0
     cache.flush()
@@ -315,13 +331,13 @@ def pack_entries(cache: FeatureCache, hashes: Iterable[str], group: str) -> None
 def load_encoder_states(manifest: pd.DataFrame, encoder: str, layer: int, clip: ClipConfig = ClipConfig(),
                         cache_dir: str | Path = DEFAULT_ROOT, *, path: str | Path | None = None,
                         pooled: bool = False, device: str | None = None, batch_size: int = 16, jobs: int = 1,
-                        progress: bool = True) -> np.ndarray:
+                        progress: bool = True, channel: Mapping[str, Any] | None = None) -> np.ndarray:
     """Hidden states of ``layer`` for every clip, in manifest order, computing what the
     cache lacks first.
 
     Missing clips are encoded up to ``layer``; the pooled statistics of layers
     0 ... ``layer`` are cached on the way (they cost nothing more), and the sequence of
-    ``layer`` unless ``pooled``.
+    ``layer`` unless ``pooled``. ``channel``: as for :func:`extract_encoder`.
 
     Returns:
         float32 ``(clips, dims, frames)``; with ``pooled``, ``(clips, 2 * dims, 1)``: the
@@ -335,7 +351,7 @@ def load_encoder_states(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
     if len(manifest) == 0:
         raise EncoderError("the manifest has no clips: nothing to encode")
     kind = "pooled" if pooled else "sequence"
-    key = encoder_section_keys(encoder, [layer], kind, clip, path)[layer]
+    key = encoder_section_keys(encoder, [layer], kind, clip, path, channel)[layer]
     group = encoder_group(encoder_key(config, path)["weights_sha256"])
     cache = FeatureCache(cache_dir)
     paths = [str(p) for p in manifest["path"]]
@@ -360,10 +376,10 @@ def load_encoder_states(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
             missing.append(i)
     if missing:
         t0 = time.perf_counter()
-        keys = {"pooled": encoder_section_keys(encoder, range(layer + 1), "pooled", clip, path),
+        keys = {"pooled": encoder_section_keys(encoder, range(layer + 1), "pooled", clip, path, channel),
                 "sequence": {} if pooled else {layer: key}}
         for j, new in _encode_missing(cache, group, [paths[i] for i in missing], [hashes[i] for i in missing],
-                                      encoder, path, keys, clip, device, batch_size, jobs, progress):
+                                      encoder, path, keys, clip, device, batch_size, jobs, progress, channel):
             put(missing[j], new[key])
         dt = time.perf_counter() - t0
         log.info("%s layer %d: encoded %d clips in %.1f s (%.1f clips/s), %d cached", encoder, layer, len(missing),

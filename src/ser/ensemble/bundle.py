@@ -20,6 +20,12 @@ Members differ in kind, and each records what its input is (``"input"``):
   weights SHA-256, mel bands, and the weights path given at training, if any) lets
   :func:`load_bundle` find the same weights; other weights are refused by their SHA-256.
 
+What the members were trained for travels with them: each member's ``"channel"`` (the
+``ser.degrade`` condition every clip went through, ``--channel``) and
+``"training_conditions"``; ``bundle.json`` holds the channel they share (members on
+different channels are refused: the runtime hears incoming audio through one) and the
+conditions summed up (:func:`bundle_conditions`).
+
 Example:
     >>> models, meta = load_bundle("runs/demo/ensemble/bundle")                  # doctest: +SKIP
     >>> probs = predict_bundle((models, meta), bundle_features(meta, manifest))   # doctest: +SKIP
@@ -82,6 +88,30 @@ def _encoder_record(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {**meta["encoder"], "path": path}
 
 
+def bundle_conditions(entries: list[Mapping[str, Any]]) -> tuple[dict | None, dict[str, Any]]:
+    """The channel the members share and what the bundle was trained for:
+    ``{"channel": name or None, "condition_aug": [every member's, first seen first],
+    "members": {name: member's training_conditions or None}}``.
+
+    Raises:
+        BundleError: members trained on different channels.
+
+    Example:
+        >>> tc = {"condition_aug": ["gsm"], "channel": None, "copies": 2}
+        >>> bundle_conditions([{"name": "mel", "training_conditions": tc}, {"name": "mfcc"}])[1]["condition_aug"]
+        ['gsm']
+    """
+    channels = {json.dumps(e.get("channel"), sort_keys=True): e.get("channel") for e in entries}
+    if len(channels) > 1:
+        names = ", ".join(f"{e['name']}: {(e.get('channel') or {}).get('name', 'none')}" for e in entries)
+        raise BundleError(f"members trained on different channels ({names}); the served model hears all audio "
+                          "through one: pick members trained with the same --channel")
+    channel = next(iter(channels.values()))
+    conds = {e["name"]: e.get("training_conditions") for e in entries}
+    aug = list(dict.fromkeys(c for tc in conds.values() if tc for c in tc.get("condition_aug", [])))
+    return channel, {"channel": channel and channel["name"], "condition_aug": aug, "members": conds}
+
+
 def write_bundle(out_dir: str | Path, members: list[dict], weights, temperature: float, labels: list[str],
                  extra: Mapping[str, Any]) -> Path:
     """Copy the member checkpoints to ``out_dir`` and write ``bundle.json`` (last, atomically).
@@ -106,13 +136,16 @@ def write_bundle(out_dir: str | Path, members: list[dict], weights, temperature:
                  "weight": float(w), "checkpoint": f"{m['name']}.pt", "meta": f"{m['name']}.json"}
         if meta.get("encoder"):
             entry["encoder"] = _encoder_record(meta)
+        entry.update(channel=meta.get("channel"), training_conditions=meta.get("training_conditions"))
         entries.append(entry)
+    channel, conditions = bundle_conditions(entries)
     clip = entries[0]["clip"]
     write_json_atomic(tmp / "bundle.json", {
         "format": "ser-ensemble-bundle", "version": 1, "labels": labels, "combiner": "weighted",
         "members": entries, "weights": [float(w) for w in weights], "temperature": float(temperature),
         "sample_rate": clip["sample_rate"], "clip_seconds": clip["seconds"],
         "speakers": members[0]["meta"].get("speakers"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "channel": channel, "training_conditions": conditions,
         "ser_version": __version__, **extra})
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
@@ -225,26 +258,30 @@ def load_bundle(path: str | Path, device: str = "cpu",
     return models, meta
 
 
-def _logmels(manifest: pd.DataFrame, clip: Mapping[str, Any], n_mels: int, progress: bool) -> np.ndarray:
+def _logmels(manifest: pd.DataFrame, clip: Mapping[str, Any], n_mels: int, progress: bool,
+             channel: Mapping[str, Any] | None = None) -> np.ndarray:
     """Whisper log-mel ``(N, n_mels, frames)`` of each file's prepared clip: exactly the
-    runtime's computation (load, :func:`ser.audio.prepare_clip`, numpy log-mel)."""
+    runtime's computation (load, :func:`ser.audio.prepare_clip`, the channel, numpy log-mel)."""
     from tqdm.auto import tqdm
 
     from ..audio import ClipConfig, load_audio, prepare_clip
     from ..encoders.logmel import SAMPLE_RATE, log_mel_spectrogram
+    from ..modelmeta import apply_channel
 
     cfg = ClipConfig(**clip)
     if cfg.sample_rate != SAMPLE_RATE:
         raise BundleError(f"an encoder member needs {SAMPLE_RATE} Hz clips, its clip config says {cfg.sample_rate}")
-    out = [log_mel_spectrogram(prepare_clip(load_audio(p, cfg.sample_rate), cfg), n_mels)
+    out = [log_mel_spectrogram(apply_channel(prepare_clip(load_audio(p, cfg.sample_rate), cfg), cfg.sample_rate,
+                                             channel), n_mels)
            for p in tqdm(list(manifest["path"]), desc="log-mel", unit="clip", disable=not progress)]
     return np.stack(out) if out else np.zeros((0, n_mels, 0), np.float32)
 
 
 def bundle_features(meta: Mapping[str, Any], manifest: pd.DataFrame, cache_dir: str | Path = "feature_cache",
                     progress: bool = False) -> dict[str, np.ndarray]:
-    """Each member's input for the clips of ``manifest``: its features (own feature config and
-    clip, from the cache) or, for an encoder member, the Whisper log-mel of the prepared clip."""
+    """Each member's input for the clips of ``manifest``: its features (own feature config,
+    clip and channel, from the cache) or, for an encoder member, the Whisper log-mel of the
+    prepared clip (heard through its channel)."""
     from ..audio import ClipConfig
     from ..cache import load_features
     from ..features import config_from_key
@@ -254,14 +291,14 @@ def bundle_features(meta: Mapping[str, Any], manifest: pd.DataFrame, cache_dir: 
     for m in meta["members"]:
         spec = member_input(m)
         if spec["kind"] == LOGMEL_INPUT:
-            key = json.dumps([m["clip"], spec["n_mels"]], sort_keys=True)
+            key = json.dumps([m["clip"], spec["n_mels"], m.get("channel")], sort_keys=True)
             if key not in logmels:
-                logmels[key] = _logmels(manifest, m["clip"], int(spec["n_mels"]), progress)
+                logmels[key] = _logmels(manifest, m["clip"], int(spec["n_mels"]), progress, m.get("channel"))
             out[m["name"]] = logmels[key]
             continue
         cfg = config_from_key(m["feature_key"])
         out[m["name"]] = load_features(manifest, [m["feature"]], {m["feature"]: cfg}, ClipConfig(**m["clip"]),
-                                       cache_dir, progress=progress)[m["feature"]]
+                                       cache_dir, progress=progress, channel=m.get("channel"))[m["feature"]]
     return out
 
 

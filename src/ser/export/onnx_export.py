@@ -163,8 +163,8 @@ def model_metadata(meta: Mapping[str, Any], precision: str) -> dict[str, Any]:
 
     Each member says what its graph input is (``"input"``: ``kind``, ``name`` and, for
     Whisper log-mel, ``n_mels``); ``rows`` is that input's row count (the mel bands for an
-    encoder member, whose head reads ``height`` dimensions of the encoder's states).
-    """
+    encoder member, whose head reads ``height`` dimensions of the encoder's states); ``channel``
+    (heard by the runtime on every clip) and ``training_conditions``: what it was trained for."""
     from .. import __version__
 
     members = []
@@ -180,8 +180,8 @@ def model_metadata(meta: Mapping[str, Any], precision: str) -> dict[str, Any]:
             "sample_rate": clip["sample_rate"], "clip_seconds": clip["seconds"],
             "weights": [float(w) for w in meta["weights"]], "temperature": float(meta["temperature"]),
             "precision": precision, "output": OUTPUT, "metrics": meta.get("metrics"),
-            "speakers": meta.get("speakers"), "ser_version": __version__,
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "speakers": meta.get("speakers"), "ser_version": __version__, "channel": meta.get("channel"),
+            "training_conditions": meta.get("training_conditions"), "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def _set_metadata(model_bytes: bytes, meta: Mapping[str, Any], precision: str) -> bytes:

@@ -6,7 +6,8 @@ Endpoints (the OpenAPI document is at ``/openapi.json``, interactive docs at ``/
   :class:`~ser.serve.schemas.Prediction`; ``?segments=true`` (with optional ``window`` and
   ``hop`` in seconds) -> :class:`~ser.serve.schemas.Timeline`.
 - ``POST /timeline``: the same as ``/predict?segments=true``.
-- ``GET /health``: ``{"status": "ok", "model": ..., ...}``; ``GET /labels``: labels and metadata;
+- ``GET /health``: ``{"status": "ok", "model": ..., "trained_for": ..., ...}`` (``trained_for``: the
+  channel and augmentation conditions the model was trained with); ``GET /labels``: labels and metadata;
   ``GET /metrics``: Prometheus counters (:mod:`ser.serve.metrics`). Every GET also answers HEAD.
 
 Decoding (streamed, within :class:`~ser.audio.DecodeLimits`), the voice-activity check
@@ -49,7 +50,8 @@ from .failures import refusal
 from .limits import ERRORS, ApiError, Limits
 from .metrics import Metrics
 from .middleware import Guard
-from .schemas import ErrorBody, Health, LabelsInfo, LimitsInfo, MemberInfo, ModelInfo, Prediction, Timeline
+from .schemas import (ErrorBody, Health, LabelsInfo, LimitsInfo, MemberInfo, ModelInfo, Prediction, Timeline,
+                      TrainedFor)
 from .upload import read_upload, shorten
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,15 @@ class Service:
                                             f"{self.limits.max_windows}; use a larger hop")
 
 
+def trained_for(model: EmotionModel) -> TrainedFor | None:
+    """The model's ``training_conditions`` (None for a model exported before they were recorded)."""
+    tc = model.meta.get("training_conditions")
+    if not isinstance(tc, dict):
+        return None
+    return TrainedFor(channel=tc.get("channel"), condition_aug=list(tc.get("condition_aug") or []),
+                      members=dict(tc.get("members") or {}))
+
+
 def model_info(model: EmotionModel) -> ModelInfo:
     meta = model.meta
     skip = {"labels", "members", "clip", "weights", "temperature", "precision"}
@@ -148,7 +159,8 @@ def model_info(model: EmotionModel) -> ModelInfo:
         sample_rate=model.sample_rate, clip_seconds=float(model.clip.seconds),
         members=[MemberInfo(name=m.name, feature=m.feature, rows=m.rows, weight=m.weight) for m in model.members],
         precision=meta.get("precision"),
-        temperature=float(temperature) if isinstance(temperature, (int, float)) else None, extra=extra)
+        temperature=float(temperature) if isinstance(temperature, (int, float)) else None,
+        trained_for=trained_for(model), extra=extra)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -228,6 +240,7 @@ def create_app(model: str | os.PathLike | EmotionModel, limits: Limits = Limits(
                            allow_headers=["*"], max_age=600)
     app.add_middleware(Guard, metrics=metrics, allowed_hosts=tuple(allowed_hosts))  # outermost: sees everything
     errors = _error_responses()
+    conditions = trained_for(model)  # fixed for the model's life: made once
     segments_q = Query(False, description="return per-window emotions (a timeline) instead of one answer")
     window_q = Query(None, gt=0, le=MAX_WINDOW_S, description="timeline window in seconds (default: the clip length)")
     hop_q = Query(None, gt=0, le=MAX_WINDOW_S, description="seconds between timeline windows (default: window / 2)")
@@ -251,7 +264,7 @@ def create_app(model: str | os.PathLike | EmotionModel, limits: Limits = Limits(
     async def health() -> Health:
         return Health(status="ok" if service.ready else "starting", model=model.name, labels=len(model.labels),
                       uptime_s=round(time.monotonic() - service.started, 3), in_flight=service.in_flight,
-                      version=__version__, limits=LimitsInfo(**vars(limits)))
+                      version=__version__, limits=LimitsInfo(**vars(limits)), trained_for=conditions)
 
     @app.api_route("/labels", methods=["GET", "HEAD"], response_model=LabelsInfo,
                    summary="the model's labels and metadata")

@@ -70,6 +70,20 @@ class LimitsInfo(BaseModel):
     request_timeout: float = Field(description="seconds the whole body may take to arrive")
 
 
+class TrainedFor(BaseModel):
+    """What the model was trained for (``ser train --channel``, ``--condition-aug``)."""
+
+    channel: Optional[str] = Field(None, description="the ser.degrade condition every clip is heard through, in "
+                                                     "training and here (telephone: a model for phone calls); "
+                                                     "null: none", examples=["telephone"])
+    condition_aug: list[str] = Field(default_factory=list,
+                                     description="conditions the training clips' augmented copies were heard "
+                                                 "through (robustness to them)", examples=[["gsm", "opus", "snr10"]])
+    members: dict[str, Optional[dict[str, Any]]] = Field(
+        default_factory=dict, description="per member: condition_aug, channel and copies (augmented copies per "
+                                          "training clip); null for a member trained before they were recorded")
+
+
 class Health(BaseModel):
     status: str = Field(description='"ok" once the model is loaded and warmed up, "starting" before',
                         examples=["ok"])
@@ -79,6 +93,8 @@ class Health(BaseModel):
     in_flight: int = Field(description="requests being decoded or run right now")
     version: str = Field(description="ser version")
     limits: LimitsInfo
+    trained_for: Optional[TrainedFor] = Field(None, description="the training conditions the model records; null "
+                                                                "for a model exported before they were recorded")
 
 
 class MemberInfo(BaseModel):
@@ -94,6 +110,7 @@ class ModelInfo(BaseModel):
     members: list[MemberInfo]
     precision: Optional[str] = Field(None, description='"fp32" or "int8" where the export recorded it')
     temperature: Optional[float] = Field(None, description="calibration temperature applied inside the graph")
+    trained_for: Optional[TrainedFor] = Field(None, description="as in /health")
     extra: dict[str, Any] = Field(default_factory=dict,
                                   description="other scalar fields of the model's metadata (corpus, version, ...)")
 
