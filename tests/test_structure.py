@@ -30,14 +30,14 @@ SRC = Path(ser.__file__).parent
 LAYERS = [
     {"ser", "ser._lazy", "ser.errors", "ser.fileio", "ser.argtypes"},
     {"ser.audio"},
-    {"ser.corpora", "ser.features", "ser.encoders", "ser.splits", "ser.representations", "ser.vad"},
+    {"ser.corpora", "ser.features", "ser.encoders", "ser.splits", "ser.representations", "ser.vad", "ser.degrade"},
     {"ser.augment", "ser.runtime", "ser.modelmeta"},
     {"ser.cache"},
     {"ser.models", "ser.evaluate", "ser.tracking", "ser.checkpoint"},
     {"ser.train", "ser.baseline", "ser.probe"},
-    {"ser.study", "ser.sweep"},
+    {"ser.study", "ser.sweep", "ser.runner"},
     {"ser.ensemble"},
-    {"ser.export"},
+    {"ser.export", "ser.robustness"},
     {"ser.serve"},
     {"ser.cli", "ser.__main__"},
 ]

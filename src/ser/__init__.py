@@ -46,6 +46,7 @@ _API = {
     "fit_ensemble": "ser.ensemble",
     "export_bundle": "ser.export.onnx_export",
     "load_model": "ser.runtime",
+    "robustness_report": "ser.robustness",
 }
 __all__ = sorted(_API)
 __getattr__, __dir__ = lazy_api(__name__, _API)

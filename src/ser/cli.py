@@ -73,11 +73,34 @@ def _train_config(args: argparse.Namespace, feature: str = "mel"):
 
     return TrainConfig(feature=feature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        patience=args.patience, seed=args.seed,
-                       augment=AugmentConfig(enabled=not args.no_augment, copies=args.aug_copies),
+                       augment=AugmentConfig(enabled=not args.no_augment, copies=args.aug_copies,
+                                             conditions=_condition_list(args.condition_aug)),
                        clip=ClipConfig(seconds=args.seconds), mixup=args.mixup,
                        dropout=args.dropout, weight_decay=args.weight_decay,
                        label_smoothing=args.label_smoothing, bf16=args.bf16, model=args.model,
-                       encoder_path=str(args.encoder_path) if args.encoder_path else None)
+                       encoder_path=str(args.encoder_path) if args.encoder_path else None,
+                       channel=_channel(args.channel))
+
+
+# checked when the config is built, before any data is read: a bad name is one `ser: error:` line (exit 2)
+def _condition_list(text: str | None) -> tuple[str, ...]:
+    from .augment import AugmentError
+    from .augment.policy import check_conditions
+
+    try:
+        return check_conditions(text or ())
+    except AugmentError as e:
+        raise AugmentError(f"--condition-aug: {str(e).removeprefix('condition augmentation: ')}") from None
+
+
+def _channel(text: str | None) -> str | None:
+    from .degrade import DegradeError
+    from .modelmeta import channel_spec
+
+    try:
+        return channel_spec(text) and text
+    except DegradeError as e:
+        raise DegradeError(f"--channel: {str(e).removeprefix('channel: ')}") from None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -87,10 +110,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train_feature
 
     (feature,) = resolve_representations([args.feature])  # checked before any data is read
+    cfg = _train_config(args, feature)
     manifest = speaker_split(load_manifest(args.corpus, args.data), val=args.val, test=args.test,
                              seed=args.split_seed)
     out = args.out or Path("runs") / feature
-    res = train_feature(manifest, _train_config(args, feature), out, cache_dir=args.cache,
+    res = train_feature(manifest, cfg, out, cache_dir=args.cache,
                         tracking=not args.no_tracking, resume=args.resume, jobs=args.jobs,
                         progress=not args.quiet)
     test = res.test
@@ -104,8 +128,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .study import run_study
     from .corpora import load_manifest
 
-    manifest = load_manifest(args.corpus, args.data)
-    run_study(manifest, args.features, _train_config(args), args.out, folds=args.folds, val=args.val,
+    cfg = _train_config(args)  # bad flag values fail before any data is read
+    run_study(load_manifest(args.corpus, args.data), args.features, cfg, args.out, folds=args.folds, val=args.val,
               test=args.test, split_seed=args.split_seed, cache_dir=args.cache,
               tracking=not args.no_tracking, jobs=args.jobs, progress=not args.quiet, resume=args.resume,
               parallel=args.parallel)
@@ -134,6 +158,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     import json
 
     from .audio import ClipConfig
+    from .augment import AugmentConfig
     from .corpora import load_manifest
     from .splits import speaker_split
     from .sweep import SweepError, check_grid, sweep
@@ -145,9 +170,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise SweepError(f"--grid: not a JSON object or a readable .json file ({e})") from e
     check_grid(grid)  # before the corpus is read: a typo fails at once
     seeds = [int(x) for x in args.seeds.split(",")]
+    base = TrainConfig(clip=ClipConfig(seconds=args.seconds), channel=_channel(args.channel),
+                       augment=AugmentConfig(conditions=_condition_list(args.condition_aug)))
     manifest = speaker_split(load_manifest(args.corpus, args.data), val=args.val, test=args.test,
                              seed=args.split_seed)
-    sweep(manifest, grid, args.features, args.out, seeds=seeds, base=TrainConfig(clip=ClipConfig(seconds=args.seconds)),
+    sweep(manifest, grid, args.features, args.out, seeds=seeds, base=base,
           cache_dir=args.cache, parallel=args.parallel, threads=args.threads, jobs=args.jobs, progress=not args.quiet)
     print((Path(args.out) / "sweep.md").read_text())
     return 0
@@ -182,6 +209,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
           f"argmax agreement {parity['argmax_agreement']:.1%}")
     print(f"report: {Path(args.out) / 'export.json'}; try: ser predict --model {report['files'][report['serve']]} "
           "AUDIO.wav")
+    return 0
+
+
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from .robustness import robustness_report
+    from .robustness.files import markdown_table
+
+    table = robustness_report(args.model, bundle=args.bundle, runs=args.runs, member=args.member, corpus=args.corpus,
+                              data=args.data, conditions=args.conditions, out_dir=args.out, seed=args.seed,
+                              n_boot=args.boot, test_speakers=args.test_speakers, babble_clips=args.babble_clips,
+                              jobs=args.jobs, threads=args.threads, progress=not args.quiet)
+    print(markdown_table(table))
+    print(f"report, plot and per-class recall in {table.attrs['out_dir']}")
     return 0
 
 
@@ -242,6 +282,7 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="training seed")
     p.add_argument("--no-augment", action="store_true", help="no augmentation at all (waveform or feature)")
     p.add_argument("--aug-copies", type=nonnegative_int, default=4, help="cached waveform-augmented copies per training clip")
+    _add_condition_flags(p)
     p.add_argument("--mixup", type=nonnegative_float, default=0.0, help="mixup Beta(a, a) parameter a (0 = off)")
     p.add_argument("--dropout", type=probability, default=0.3, help="dropout before the classifier")
     p.add_argument("--weight-decay", type=nonnegative_float, default=1e-2, help="AdamW decoupled weight decay")
@@ -254,6 +295,15 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
                    help="bfloat16 autocast for training steps (about 2.5x faster on CPUs with AVX512-BF16/AMX)")
     _add_split_flags(p)
     p.add_argument("--no-tracking", action="store_true", help="no MLflow/TensorBoard logging")
+
+
+def _add_condition_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--condition-aug", default=None, metavar="LIST",
+                   help="each augmented copy also goes through one of these ser.degrade conditions, e.g. "
+                        "telephone,gsm,opus,snr10 ('all': every one but clean and babble; babble is held out)")
+    p.add_argument("--channel", default=None, metavar="NAME",
+                   help="hear every clip (train, val, test, and served audio) through this condition: "
+                        "telephone trains a model for phone calls")
 
 
 def _add_split_flags(p: argparse.ArgumentParser) -> None:
@@ -368,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="sweep folder (sweep.csv, sweep.md, the runs)")
     p.add_argument("--parallel", type=positive_int, default=1, help="runs at a time, one process each")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads per run")
+    _add_condition_flags(p)
     _add_split_flags(p)
     p.set_defaults(func=_cmd_sweep)
 
@@ -400,6 +451,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-clips", type=positive_int, default=200, help="training clips for static calibration")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("robustness", help="a model on its own test speakers, clean and under degraded audio "
+                       "(telephone, codecs, noise, babble, reverb)", formatter_class=fmt)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", type=Path, help=".onnx file written by `ser export` (scored by the torch-free runtime)")
+    which.add_argument("--bundle", type=Path, help="bundle folder written by `ser ensemble` (PyTorch members)")
+    which.add_argument("--runs", type=Path, help="a run folder, or a `ser compare` study (with --member; a --folds "
+                       "study: every fold's run on that fold's test speakers)")
+    p.add_argument("--member", default=None, help="the run's name in a study given to --runs (e.g. mel)")
+    p.add_argument("--corpus", required=True, choices=CORPORA, help="corpus the model was trained on")
+    p.add_argument("--data", required=True, type=Path, help="its folder (CSV file for 'manifest')")
+    p.add_argument("--conditions", default="all", help="'all' or a comma list of ser.degrade presets; clean always first")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: robustness/ beside the model)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="degradation, babble pool and bootstrap seed")
+    p.add_argument("--boot", type=nonnegative_int, default=1000, help="bootstrap resamples (whole speakers); 0: no CIs")
+    p.add_argument("--test-speakers", default=None,
+                   help="comma list of speakers the model never saw, for a model that records no split")
+    p.add_argument("--babble-clips", type=positive_int, default=50, help="training-speaker clips in the babble pool")
+    p.add_argument("--jobs", type=positive_int, default=_default_jobs(), help="batches scored at once, a thread each")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="onnxruntime threads per batch (default: 1 with several jobs)")
+    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
+    p.set_defaults(func=_cmd_robustness)
 
     p = sub.add_parser("predict", help="emotion of audio files with an exported model (no torch); JSON per file",
                        formatter_class=fmt)
