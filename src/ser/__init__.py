@@ -47,6 +47,8 @@ _API = {
     "export_bundle": "ser.export.onnx_export",
     "load_model": "ser.runtime",
     "robustness_report": "ser.robustness",
+    "get_condition": "ser.degrade",
+    "available_conditions": "ser.degrade",
 }
 __all__ = sorted(_API)
 __getattr__, __dir__ = lazy_api(__name__, _API)

@@ -8,14 +8,20 @@ was trained with (sample rate, length, silence trimming), the ensemble weights a
 temperature, and the ``channel`` a telephone model (``--channel telephone``) heard every
 training clip through: :meth:`EmotionModel.features` applies it to each prepared clip
 (:func:`ser.modelmeta.apply_channel`, as the feature cache did), so whatever line the
-audio came over, the model hears the channel it was trained on. This module imports onnxruntime, numpy, the feature code and the numpy
-log-mel (:mod:`ser.encoders.logmel`) only, never torch; the service (``ser.serve``),
+audio came over, the model hears the channel it was trained on (the inputs are computed by
+:mod:`ser.runtime_inputs`). This module imports onnxruntime, numpy, the feature code and the
+numpy log-mel (:mod:`ser.encoders.logmel`) only, never torch; the service (``ser.serve``),
 ``ser predict`` and ``export_scripts/test_onnx_model.py`` all go through :class:`EmotionModel`.
 
 Audio of up to ``SINGLE_CLIP_FACTOR`` clip lengths (at least ``SINGLE_CLIP_MIN_S``) is one
 clip, prepared exactly as in training (silence trimmed, padded or cut to the clip length). Longer audio is cut into
 windows (``window`` seconds every ``hop`` seconds, the clip length and half of it by
 default); silent windows are skipped and the overall answer averages the others.
+
+Every answer is independent of what else is in the batch: a graph that quantizes its
+activations at run time (dynamic int8: one scale per tensor, taken over the whole batch)
+runs one clip per onnxruntime call (:attr:`EmotionModel.per_clip`); fp32 and static
+QDQ int8 graphs, whose rows do not see each other, run ``BATCH`` clips at a time.
 
 Example:
     >>> model = load_model("runs/demo/model/model.int8.onnx")          # doctest: +SKIP
@@ -28,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
@@ -36,47 +41,22 @@ from typing import Any, Iterable, Mapping, Union
 import numpy as np
 
 from .audio import AudioError, ClipConfig, load_audio, prepare_clip, resample
-from .encoders.logmel import SAMPLE_RATE as LOGMEL_RATE
-from .encoders.logmel import log_mel_spectrogram
-from .errors import SerError
-from .modelmeta import MetadataError, apply_channel, channel_condition, validate_metadata
+from .modelmeta import MetadataError, channel_condition, validate_metadata
+# the model's inputs and how to compute them; Member, ModelError and the input kinds are re-exported here
+from .runtime_inputs import (FEATURE_INPUT, LOGMEL_INPUT, Member, ModelError, compute_inputs,  # noqa: F401
+                             feature_calls, member_from_metadata, quantizes_at_run_time)
 from .vad import SpeechActivity, detect_speech
-from .features import config_from_key, extract, feature_key
 
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "ser"  # the metadata_props entry holding our JSON description
 FORMAT = "ser-onnx"  # its "format" field
 OUTPUT = "probabilities"  # the graph's output: calibrated, weighted probabilities (N, labels)
-FEATURE_INPUT = "feature"  # a member's input kind: a hand-made feature (ser.features)
-LOGMEL_INPUT = "whisper_logmel"  # ... or Whisper's log-mel of the clip (the encoder is in the graph)
 SINGLE_CLIP_FACTOR = 2.0  # audio up to this many clip lengths (and at least SINGLE_CLIP_MIN_S)
 SINGLE_CLIP_MIN_S = 5.0  # ... is one clip, prepared exactly as in training; longer audio is windowed
 BATCH = 16  # windows per onnxruntime call: bounds memory on long audio
 
 Audio = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
-
-
-class ModelError(SerError, ValueError):
-    """A model file that is missing, not ONNX, or not exported by ``ser export``."""
-
-
-@dataclass(frozen=True)
-class Member:
-    """One ensemble member as the runtime sees it: a graph input and how to compute it."""
-
-    name: str  # the member's name (e.g. "mel", "whisper_base@5")
-    feature: str  # representation name (ser.features, or an encoder layer)
-    config: Any  # its frozen feature config (None for a log-mel input)
-    rows: int  # rows of its graph input (feature rows, or mel bands)
-    weight: float  # ensemble weight (informational: the graph applies it)
-    kind: str = FEATURE_INPUT  # FEATURE_INPUT or LOGMEL_INPUT
-    input: str = ""  # the graph input it reads (its own name unless shared; "" = name)
-
-    @property
-    def source(self) -> str:
-        """The graph input this member reads."""
-        return self.input or self.name
 
 
 def parse_metadata(props: Mapping[str, str], source: str) -> dict[str, Any]:
@@ -108,6 +88,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return parse_metadata({x.key: x.value for x in model.metadata_props}, str(p))
 
 
+def limit_blas_threads(threads: int | None) -> None:
+    """Cap numpy's BLAS thread pool (process-wide) at ``threads``; None leaves it alone.
+
+    For a service worker: its numpy log-mel's matrix products otherwise start a BLAS
+    thread per core, which only spin against onnxruntime's threads and the other requests.
+    """
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=int(threads), user_api="blas")
+
+
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.is_file():
@@ -134,6 +126,8 @@ class EmotionModel:
         labels: ordered class names. members: the ensemble members (:class:`Member`).
         inputs: ``{graph input name: the first member reading it}``.
         clip: the training clip config. meta: the full metadata. name: the file's stem.
+        per_clip: the graph runs one clip per call (it quantizes at run time, see
+        :func:`quantizes_at_run_time`), so no answer depends on the rest of its batch.
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
@@ -151,6 +145,7 @@ class EmotionModel:
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
         self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.per_clip = quantizes_at_run_time(self.path)
         self.labels: list[str] = list(self.meta["labels"])
         self.clip = ClipConfig(**self.meta["clip"])
         self.sample_rate = int(self.clip.sample_rate)
@@ -159,7 +154,7 @@ class EmotionModel:
             self.channel = channel_condition(self.meta.get("channel"))
         except MetadataError as e:
             raise ModelError(f"{self.path}: {e}") from e
-        self.members = [self._member(m) for m in self.meta["members"]]
+        self.members = [member_from_metadata(m, self.sample_rate, self.path) for m in self.meta["members"]]
         # each graph input once (encoder members on one log-mel share it), in member order
         self.inputs: dict[str, Member] = {}
         for m in self.members:
@@ -169,39 +164,7 @@ class EmotionModel:
             raise ModelError(f"{self.path}: graph inputs {sorted(inputs)} do not match the members in its "
                              f"metadata {sorted(self.inputs)}; re-export the model")
         self._output = self.session.get_outputs()[0].name
-        # one extract() call per group of feature inputs whose feature names do not collide
-        self._calls: list[dict[str, Member]] = []
-        for m in self.inputs.values():
-            if m.kind != FEATURE_INPUT:
-                continue
-            call = next((c for c in self._calls if m.feature not in c), None)
-            if call is None:
-                call = {}
-                self._calls.append(call)
-            call[m.feature] = m
-
-    def _member(self, m: Mapping[str, Any]) -> Member:
-        spec = m.get("input") or {"kind": FEATURE_INPUT}  # files exported before members had kinds
-        kind, source = spec.get("kind"), spec.get("name", m["name"])
-        if kind == LOGMEL_INPUT:
-            if self.sample_rate != LOGMEL_RATE:
-                raise ModelError(f"{self.path}: member {m['name']!r} reads Whisper log-mel, which needs "
-                                 f"{LOGMEL_RATE} Hz clips; the metadata says {self.sample_rate} Hz")
-            return Member(m["name"], m["feature"], None, int(spec["n_mels"]), float(m.get("weight", 0.0)), kind,
-                          source)
-        if kind != FEATURE_INPUT:
-            raise ModelError(f"{self.path}: member {m['name']!r} has input kind {kind!r}, which this ser does not "
-                             f"know ({FEATURE_INPUT}, {LOGMEL_INPUT}); update ser")
-        key = {**m["feature_key"], "name": m["feature"]}
-        try:
-            config = config_from_key(key)
-        except Exception as e:
-            raise ModelError(f"{self.path}: member {m['name']!r}: feature config not understood ({e})") from e
-        ours = feature_key(m["feature"], config)["version"]
-        if key.get("version") != ours:
-            raise ModelError(f"{self.path}: member {m['name']!r} was trained on {m['feature']} features version "
-                             f"{key.get('version')}, this ser computes version {ours}; retrain and re-export")
-        return Member(m["name"], m["feature"], config, int(m["rows"]), float(m.get("weight", 0.0)), kind, source)
+        self._calls = feature_calls(self.inputs)  # one extract() per group of feature inputs, planned once
 
     def __repr__(self) -> str:
         return f"EmotionModel({str(self.path)!r}, members={[m.name for m in self.members]}, labels={self.labels})"
@@ -228,23 +191,14 @@ class EmotionModel:
         feature member's features, and Whisper's log-mel of the clip for encoder members,
         computed as in training (the same prepared clip through the model's channel, the
         same log-mel to ~1e-5)."""
-        cols: dict[str, list[np.ndarray]] = {name: [] for name in self.inputs}
-        for y in clips:
-            y = apply_channel(y, self.sample_rate, self.channel)
-            for call in self._calls:
-                got = extract(y, self.sample_rate, list(call), {f: m.config for f, m in call.items()})
-                for f, m in call.items():
-                    cols[m.source].append(got[f])
-            for name, m in self.inputs.items():
-                if m.kind == LOGMEL_INPUT:
-                    cols[name].append(log_mel_spectrogram(y, m.rows))
-        return {name: np.stack(arrs) for name, arrs in cols.items()}
+        return compute_inputs(clips, self.inputs, self.sample_rate, self.channel, self._calls)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The graph on ready inputs ``{input: (N, rows, frames)}`` -> probabilities (N, labels).
 
         Keys are graph input names (:attr:`inputs`); other keys are ignored, so the
-        member-keyed inputs of ``ser.ensemble.bundle_features`` fit as they are.
+        member-keyed inputs of ``ser.ensemble.bundle_features`` fit as they are. A
+        :attr:`per_clip` model runs row by row, so each row's answer is the one it gets alone.
         """
         for name, m in self.inputs.items():
             x = inputs.get(name)
@@ -253,11 +207,13 @@ class EmotionModel:
                 raise ModelError(f"input {name!r} ({what}): expected (N, {m.rows}, frames), got "
                                  f"{None if x is None else x.shape}")
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.inputs}
-        return np.asarray(self.session.run([self._output], feed)[0], dtype=np.float64)
+        n = len(next(iter(feed.values())))
+        calls = [{k: v[i:i + 1] for k, v in feed.items()} for i in range(n)] if self.per_clip and n > 1 else [feed]
+        return np.concatenate([np.asarray(self.session.run([self._output], f)[0], dtype=np.float64) for f in calls])
 
     def probabilities(self, clips: Iterable[np.ndarray]) -> np.ndarray:
-        """Probabilities (N, labels) for prepared clips, ``BATCH`` at a time; ``clips`` may be
-        a generator, so at most ``BATCH`` clips are held at once."""
+        """Probabilities (N, labels) for prepared clips, ``BATCH`` at a time (features; the graph
+        too unless :attr:`per_clip`); ``clips`` may be a generator, so at most ``BATCH`` are held."""
         it = iter(clips)
         parts = [self.run(self.features(batch)) for batch in iter(lambda: list(islice(it, BATCH)), [])]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)))

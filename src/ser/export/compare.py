@@ -3,9 +3,10 @@
 One table: file size, model latency (median of batch-1 runs at 1 and 2 threads, inputs
 given: features, or the log-mel for an encoder member, whose encoder runs inside the
 model), test accuracy and UAR, argmax agreement and max probability difference against
-PyTorch. All run in the same process on the same inputs, taking turns call by call, so
-the ratios are fair even while other processes load the machine. A
-bundle with an encoder member gets one more row: static int8 with the encoder's MatMuls
+PyTorch (each ONNX file run as served: a dynamic-int8 graph one clip per call, so no
+clip's figures depend on its batch). All run in the same process on the same inputs,
+taking turns call by call, so the ratios are fair even while other processes load the
+machine. A bundle with an encoder member gets one more row: static int8 with the encoder's MatMuls
 quantized the other way (static QDQ instead of dynamic, or the reverse), exported to
 ``<export_dir>/encoder_<mode>/``, so the choice of :data:`ser.export.quantize.TRANSFORMER_INT8`
 can be re-measured. ``export_scripts/test_quantization.py --compare`` is the thin shell

@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..audio import FORMATS, DecodeLimits, load_audio
-from ..runtime import EmotionModel, ModelError, load_model
+from ..runtime import EmotionModel, ModelError, limit_blas_threads, load_model
 from .docs import install_docs
 from .failures import refusal
 from .limits import ERRORS, ApiError, Limits
@@ -213,6 +213,7 @@ def create_app(model: str | os.PathLike | EmotionModel, limits: Limits = Limits(
     t_load = time.perf_counter()
     if not isinstance(model, EmotionModel):
         model = load_model(model, threads=threads)
+    limit_blas_threads(threads)  # numpy's log-mel gets the same thread budget as onnxruntime
     load_s = time.perf_counter() - t_load
     service = Service(model, limits, concurrency or os.cpu_count() or 1, metrics)
 
