@@ -8,8 +8,8 @@ One code path per kind of model, both taking decoded waveforms at the model's cl
   ``EmotionModel.run`` one clip at a time), without the voice-activity gate deciding the answer.
 - :class:`TorchScorer`, a bundle or a run: the PyTorch members, each member's input
   computed fresh from the waveform (prepared, heard through the members' training
-  ``channel`` if any, then hand-made features with ``ser.features.extract``, or Whisper's
-  log-mel for an encoder member, whose encoder then runs in
+  ``channel`` if any, then hand-made features or Whisper's log-mel for an encoder member,
+  by the runtime's ``compute_inputs``; the encoder then runs in
   ``ser.ensemble.predict_bundle``), as the feature cache computes it for clean clips. A
   run is scored as a one-member bundle (weight 1, temperature 1), so both share one path.
 
@@ -32,15 +32,24 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..audio import ClipConfig, prepare_clip
-from ..encoders.logmel import log_mel_spectrogram
 from ..errors import SerError
-from ..features import config_from_key, extract
-from ..modelmeta import apply_channel
+from ..features import config_from_key
 from ..runtime import EmotionModel
+from ..runtime_inputs import LOGMEL_INPUT, Member, compute_inputs, feature_calls
 
 
 class RobustnessError(SerError, ValueError):
     """A robustness report that cannot be made as asked; the message says what to pass."""
+
+
+def _member(m: Mapping[str, Any]) -> Member:
+    """A bundle member as the runtime's :class:`~ser.runtime_inputs.Member` reading its own input."""
+    from ..ensemble.bundle import member_input
+
+    spec = member_input(m)
+    if spec["kind"] == LOGMEL_INPUT:
+        return Member(m["name"], m["feature"], None, int(spec["n_mels"]), 0.0, LOGMEL_INPUT)
+    return Member(m["name"], m["feature"], config_from_key(m["feature_key"]), int(m["height"]), 0.0)
 
 
 class OnnxScorer:
@@ -62,16 +71,10 @@ class OnnxScorer:
         return self.model.features([prepare_clip(y, self.clip) for y in waves])
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Probabilities (N, labels), one clip per onnxruntime call, as the service answers a request.
-
-        Not one call for the batch: an int8 graph quantizes the activations of its dynamic
-        int8 MatMuls with one scale per tensor, the whole batch, so a clip's probabilities
-        would depend on the clips beside it (by up to 0.07 measured on RAVDESS). One clip
-        per call is also no slower on a CPU.
-        """
-        n = len(next(iter(inputs.values())))
-        parts = [self.model.run({k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)))
+        """Probabilities (N, labels) as the service answers: the runtime runs a graph whose
+        int8 scales come from the batch (dynamic MatMuls) one clip per call, so no clip's
+        answer depends on the clips beside it (``EmotionModel.per_clip``)."""
+        return self.model.run(inputs)
 
 
 class TorchScorer:
@@ -84,8 +87,6 @@ class TorchScorer:
     kind = "pytorch"
 
     def __init__(self, models: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
-        from ..ensemble.bundle import LOGMEL_INPUT, member_input
-
         self.models, self.meta = models, meta
         self.labels = list(meta["labels"])
         clips = {json.dumps(m["clip"], sort_keys=True) for m in meta["members"]}
@@ -96,20 +97,9 @@ class TorchScorer:
         if len(channels) != 1:  # write_bundle refuses such a bundle; a hand-made one gets a clear line too
             raise RobustnessError(f"the members were trained on different channels ({sorted(channels)})")
         self.channel = meta["members"][0].get("channel")  # a telephone model's line (None: none), as in training
-        self.logmel: dict[str, int] = {}  # encoder member -> mel bands of its log-mel input
-        # one extract() call per group of feature members whose feature names do not collide (as the runtime)
-        self.calls: list[dict[str, tuple[Any, list[str]]]] = []
-        for m in meta["members"]:
-            spec = member_input(m)
-            if spec["kind"] == LOGMEL_INPUT:
-                self.logmel[m["name"]] = int(spec["n_mels"])
-                continue
-            cfg = config_from_key(m["feature_key"])
-            call = next((c for c in self.calls if m["feature"] not in c or c[m["feature"]][0] == cfg), None)
-            if call is None:
-                call = {}
-                self.calls.append(call)
-            call.setdefault(m["feature"], (cfg, []))[1].append(m["name"])
+        # each member's input computed as the runtime computes a graph input (one member each)
+        self.members = {m["name"]: _member(m) for m in meta["members"]}
+        self.calls = feature_calls(self.members)
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> "TorchScorer":
@@ -130,22 +120,8 @@ class TorchScorer:
 
     def inputs(self, waves: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Each member's input ``{member: (N, rows, frames)}`` of decoded waveforms (clip rate)."""
-        sr = self.clip.sample_rate
-        clips = [apply_channel(prepare_clip(y, self.clip), sr, self.channel) for y in waves]
-        cols: dict[str, list[np.ndarray]] = {}
-        for y in clips:
-            for call in self.calls:
-                got = extract(y, sr, list(call), {f: cfg for f, (cfg, _) in call.items()})
-                for f, (_, names) in call.items():
-                    for name in names:
-                        cols.setdefault(name, []).append(got[f])
-        out = {name: np.stack(arrs) for name, arrs in cols.items()}
-        mels: dict[int, np.ndarray] = {}  # members with the same mel bands share one array
-        for name, n_mels in self.logmel.items():
-            if n_mels not in mels:
-                mels[n_mels] = np.stack([log_mel_spectrogram(y, n_mels) for y in clips])
-            out[name] = mels[n_mels]
-        return out
+        clips = [prepare_clip(y, self.clip) for y in waves]
+        return compute_inputs(clips, self.members, self.clip.sample_rate, self.channel, self.calls)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Probabilities (N, labels): ``predict_bundle`` on the fresh inputs."""
