@@ -44,10 +44,10 @@ import pandas as pd
 
 from ..errors import SerError
 from ..fileio import atomic_write_bytes, write_json_atomic
+# the input kinds a member records are the ones the runtime computes: one definition
+from ..runtime_inputs import FEATURE_INPUT, LOGMEL_INPUT
 from .calibration import apply_temperature
 
-FEATURE_INPUT = "feature"  # input kind: a hand-made feature array of the prepared clip
-LOGMEL_INPUT = "whisper_logmel"  # input kind: Whisper's log-mel of the prepared clip (an encoder member)
 ENCODER_BATCH = 16  # clips per encoder forward pass in the PyTorch path: bounds memory
 
 
