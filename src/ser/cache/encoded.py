@@ -318,6 +318,23 @@ def extract_encoder(manifest: pd.DataFrame, encoder: str, layers: str | Iterable
     return report
 
 
+class StateStack:
+    """States of many clips gathered into one float32 array, ``lead`` + the first state's
+    shape, allocated on the first :meth:`put`; a state of another shape (a clip of another
+    length) is an EncoderError naming ``what`` and the file."""
+
+    def __init__(self, lead: tuple[int, ...], what: str) -> None:
+        self.lead, self.what, self.array = lead, what, None
+
+    def put(self, index: Any, state: np.ndarray, path: str) -> None:
+        if self.array is None:
+            self.array = np.empty(self.lead + state.shape, np.float32)
+        elif self.array.shape[len(self.lead):] != state.shape:
+            raise EncoderError(f"{self.what} of {path} has shape {state.shape}, earlier clips "
+                               f"{self.array.shape[len(self.lead):]}: mixed clip lengths in one read")
+        self.array[index] = state
+
+
 def pack_entries(cache: FeatureCache, hashes: Iterable[str], group: str) -> None:
     """Move these clips' loose entries of ``group`` into a pack (as ``extract_corpus`` does
     at the end of a run); packing only speeds reads up, so a failure is only logged."""
@@ -356,22 +373,12 @@ def load_encoder_states(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
     cache = FeatureCache(cache_dir)
     paths = [str(p) for p in manifest["path"]]
     hashes = [cache.audio_hash(p) for p in paths]
-    out: np.ndarray | None = None
-
-    def put(i: int, arr: np.ndarray) -> None:
-        nonlocal out
-        if out is None:
-            out = np.empty((len(paths),) + arr.shape, np.float32)
-        elif out.shape[1:] != arr.shape:
-            raise EncoderError(f"{encoder} layer {layer} of {paths[i]} has shape {arr.shape}, earlier clips "
-                               f"{out.shape[1:]}: mixed clip lengths in one read")
-        out[i] = arr
-
+    out = StateStack((len(paths),), f"{encoder} layer {layer}")
     missing = []
     for i, h in enumerate(hashes):
         got = cache.read(h, (key,), group)
         if key in got:
-            put(i, got[key])
+            out.put(i, got[key], paths[i])
         else:
             missing.append(i)
     if missing:
@@ -380,12 +387,12 @@ def load_encoder_states(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
                 "sequence": {} if pooled else {layer: key}}
         for j, new in _encode_missing(cache, group, [paths[i] for i in missing], [hashes[i] for i in missing],
                                       encoder, path, keys, clip, device, batch_size, jobs, progress, channel):
-            put(missing[j], new[key])
+            out.put(missing[j], new[key], paths[missing[j]])
         dt = time.perf_counter() - t0
         log.info("%s layer %d: encoded %d clips in %.1f s (%.1f clips/s), %d cached", encoder, layer, len(missing),
                  dt, len(missing) / dt, len(paths) - len(missing))
     cache.flush()
     if cache.loose_reads or missing:
         pack_entries(cache, hashes, group)
-    return out
+    return out.array
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..audio import ClipConfig, load_audio, prepare_clip
 from ..encoders import EncoderError, encoder_key, get_config
 from .corpus import variant_key, variant_waveform
-from .encoded import encode_batch, load_encoder, pack_entries, resolve_device
+from .encoded import StateStack, encode_batch, load_encoder, pack_entries, resolve_device
 from .entry import section_key
 from .store import DEFAULT_ROOT, FeatureCache
 
@@ -110,16 +110,7 @@ def load_encoder_copies(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
     cache = FeatureCache(cache_dir)
     paths = [str(p) for p in manifest["path"]]
     hashes = [cache.audio_hash(p) for p in paths]
-    out: np.ndarray | None = None
-
-    def put(i: int, k: int, arr: np.ndarray) -> None:
-        nonlocal out
-        if out is None:
-            out = np.empty((len(paths), copies) + arr.shape, np.float32)
-        elif out.shape[2:] != arr.shape:
-            raise EncoderError(f"{encoder} layer {layer} of {paths[i]} has shape {arr.shape}, earlier clips "
-                               f"{out.shape[2:]}: mixed clip lengths in one read")
-        out[i, k - 1] = arr
+    out = StateStack((len(paths), copies), f"{encoder} layer {layer}")
 
     todo: dict[int, list[int]] = {}
     wanted = frozenset(keys.values())
@@ -127,7 +118,7 @@ def load_encoder_copies(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
         got = cache.read(h, wanted, group)
         for k, key in keys.items():
             if key in got:
-                put(i, k, got[key])
+                out.put((i, k - 1), got[key], paths[i])
             else:
                 todo.setdefault(i, []).append(k)
     n_missing = sum(map(len, todo.values()))
@@ -141,7 +132,7 @@ def load_encoder_copies(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
                 _, seqs = encode_batch(model, batch, [], [layer], device)  # runs up to ``layer`` only
                 new: dict[int, dict[str, np.ndarray]] = {}
                 for j, (i, k) in enumerate(items):
-                    put(i, k, seqs[layer][j])
+                    out.put((i, k - 1), seqs[layer][j], paths[i])
                     new.setdefault(i, {})[keys[k]] = seqs[layer][j]
                 for i, sections in new.items():
                     # read the entry just before writing: sections cached meanwhile are kept
@@ -155,4 +146,4 @@ def load_encoder_copies(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
     cache.flush()
     if cache.loose_reads or n_missing:
         pack_entries(cache, hashes, group)
-    return out
+    return out.array
