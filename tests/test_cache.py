@@ -10,6 +10,7 @@ from ser.audio import ClipConfig, load_audio, prepare_clip
 from ser.cache import (PACK_MIN, FeatureCache, PackSet, clip_features, decode_entry, encode_entry,
                        extract_corpus, load_features, read_cached, section_keys)
 from ser.cache import entry as entry_format
+from ser.cache.corpus import CHUNK
 from ser.corpora import generate_synthetic, load_manifest
 from ser.features import available_features, extract, get_config, resolve_names
 from ser.fileio import atomic_write_bytes
@@ -122,9 +123,13 @@ def test_changed_audio_file_is_a_miss(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_corpus_in_two_processes_then_warm(tmp_path, corpus):
-    r1 = extract_corpus(corpus, "all", cache_dir=tmp_path / "fc", jobs=2, progress=False)
-    assert (r1.computed, r1.reused) == (len(corpus) * len(ALL), 0)
+def test_corpus_in_two_processes_then_warm(tmp_path):
+    # more clips than one worker task (CHUNK), so two processes really share the corpus
+    root = generate_synthetic(tmp_path / "c", speakers=2, per_emotion=2, progress=False)
+    corpus = load_manifest("synthetic", root)
+    assert len(corpus) > CHUNK
+    r1 = extract_corpus(corpus, "mel,mfcc,zcr", cache_dir=tmp_path / "fc", jobs=2, progress=False)
+    assert (r1.computed, r1.reused) == (3 * len(corpus), 0)
     r2 = extract_corpus(corpus, "mel,mfcc", cache_dir=tmp_path / "fc", jobs=1, progress=False)
     assert (r2.computed, r2.reused) == (0, 2 * len(corpus))
     X = load_features(corpus, ["mel", "zcr"], cache_dir=tmp_path / "fc", progress=False)

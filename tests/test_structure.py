@@ -28,7 +28,7 @@ SRC = Path(ser.__file__).parent
 
 # the design's layers, bottom first: a module may import its own layer or lower ones only
 LAYERS = [
-    {"ser", "ser._lazy", "ser.errors", "ser.fileio", "ser.argtypes"},
+    {"ser", "ser._lazy", "ser.errors", "ser.fileio", "ser.argtypes", "ser.workers"},
     {"ser.audio"},
     {"ser.corpora", "ser.features", "ser.encoders", "ser.splits", "ser.representations", "ser.vad", "ser.degrade"},
     {"ser.augment", "ser.runtime", "ser.runtime_inputs", "ser.modelmeta"},

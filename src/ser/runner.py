@@ -3,7 +3,8 @@
 A study (``ser compare``) and a sweep (``ser sweep``) both hand their ``(manifest,
 config, out_dir)`` tasks to :func:`train_runs`; each run is :func:`ser.train.train_feature`.
 Above one run at a time, every run is a *spawned* process with its share of the CPU
-threads (CUDA and torch's thread pools do not survive a fork).
+threads (CUDA and torch's thread pools do not survive a fork), from ``ser.workers``: the
+workers end with the study, whether it finished, failed, was interrupted or was killed.
 
 Example:
     >>> from ser.runner import train_runs
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .tracking import prepare_store
 from .train import TrainResult, train_feature
+from .workers import spawn_pool
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +52,18 @@ def train_runs(tasks: list, *, parallel: int = 1, threads: int | None = None, pr
     if parallel <= 1 or len(tasks) <= 1:
         return {run: train_feature(split_df, run_cfg, run, progress=progress, **kwargs)
                 for split_df, run_cfg, run in tasks}
-    import multiprocessing as mp
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     parallel = min(parallel, len(tasks))
     threads = threads or max(1, (os.cpu_count() or 1) // parallel)
     if kwargs.get("tracking"):  # the MLflow store is set up once here, not raced by every worker
         prepare_store(kwargs.get("experiment", "ser"))
-    # spawn, not fork: CUDA and torch's thread pools do not survive a fork
-    with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_one, (split_df, run_cfg, run, {**kwargs, "progress": False}, threads))
-                   for split_df, run_cfg, run in tasks]
-        results = {}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run", disable=not progress):
-            run, res = fut.result()
+    jobs = [(split_df, run_cfg, run, {**kwargs, "progress": False}, threads) for split_df, run_cfg, run in tasks]
+    results = {}
+    # spawned workers that stop with this process: Ctrl-C or a killed study leaves no run behind
+    with spawn_pool(parallel) as pool:
+        for run, res in tqdm(pool.imap_unordered(_train_one, jobs), total=len(jobs), desc="runs", unit="run",
+                             disable=not progress):
             results[run] = res
             log.info("%s: val UAR %.3f", run, res.val["uar"])
     return results

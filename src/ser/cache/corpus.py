@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -30,6 +28,7 @@ from tqdm.auto import tqdm
 from ..audio import ClipConfig, load_audio, prepare_clip
 from ..features import extract, feature_key, get_config, resolve_names
 from ..modelmeta import apply_channel
+from ..workers import spawn_pool
 from . import entry as entry_format
 from .entry import file_hash, section_key
 from .store import DEFAULT_ROOT, FeatureCache
@@ -221,6 +220,10 @@ def _init_worker() -> None:
     threadpool_limits(1)
 
 
+def _work_task(task: tuple):
+    return _work(*task)
+
+
 def _work(paths: list[str], names: list[str], configs: dict, clip: ClipConfig, root: str,
           augment: dict | None, copies: int, channel: dict | None = None):
     cache = FeatureCache(root)
@@ -278,12 +281,10 @@ def extract_corpus(manifest: pd.DataFrame, names: str | Iterable[str] = "all",
             bar.update(1)
     else:
         chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
-        ctx = mp.get_context("spawn")  # no inherited threads or locks from the parent
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = [pool.submit(_work, c, names, configs, clip, str(cache.root), augment, copies, channel)
-                       for c in chunks]
-            for fut in as_completed(futures):
-                n, c, r, hashes = fut.result()
+        work = [(c, names, configs, clip, str(cache.root), augment, copies, channel) for c in chunks]
+        # spawned (no inherited threads or locks) workers that stop with this process
+        with spawn_pool(jobs, initializer=_init_worker) as pool:
+            for n, c, r, hashes in pool.imap_unordered(_work_task, work):
                 computed, reused = computed + c, reused + r
                 cache.remember(hashes)
                 bar.update(n)

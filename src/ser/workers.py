@@ -1,0 +1,74 @@
+"""Worker processes that never outlive the command that started them.
+
+Feature extraction (``ser features --jobs``) and studies (``ser compare --parallel``)
+hand work to *spawned* processes (torch's thread pools and CUDA do not survive a fork).
+``concurrent.futures.ProcessPoolExecutor`` left two ways to lose control of them:
+
+- Ctrl-C: the terminal's SIGINT reached every worker, each printed a traceback, and the
+  executor's shutdown then waited for the runs in progress to finish (minutes);
+- a parent killed by SIGTERM or SIGKILL (a scheduler, ``timeout``, an OOM kill) left its
+  workers training on, orphaned, holding cores and writing into the run folder.
+
+:func:`spawn_pool` gives a ``multiprocessing`` pool whose workers ignore SIGINT (the
+parent alone decides, and its ``with`` block terminates them) and exit on their own the
+moment their parent process is gone, however it died.
+
+Example:
+    >>> with spawn_pool(2) as pool:
+    ...     sorted(pool.imap_unordered(abs, [-1, -2, 3]))
+    [1, 2, 3]
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.pool
+import os
+import signal
+import threading
+from typing import Any, Callable, Optional
+
+ORPHAN_EXIT_CODE = 70  # a worker whose parent died exits with this (EX_SOFTWARE): nothing to report to
+
+
+def exit_with_parent() -> None:
+    """In a worker: ignore SIGINT, and exit at once when the parent process ends.
+
+    A daemon thread waits on the parent's sentinel (no polling), so the watch costs
+    nothing while the parent lives. Does nothing in a process that has no
+    ``multiprocessing`` parent.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the pipe closes: it exited or was killed
+        os._exit(ORPHAN_EXIT_CODE)  # no cleanup handlers: the work is abandoned, not finished
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init(initializer: Optional[Callable[..., Any]], initargs: tuple) -> None:
+    exit_with_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def spawn_pool(processes: int, initializer: Optional[Callable[..., Any]] = None,
+               initargs: tuple = ()) -> multiprocessing.pool.Pool:
+    """A pool of ``processes`` spawned workers that stop with their parent.
+
+    Use it as a context manager: leaving the ``with`` block (results read, an error, or
+    Ctrl-C) terminates the workers, so nothing keeps running after the command returns.
+
+    Args:
+        processes: the number of workers (at least 1).
+        initializer, initargs: run once in each worker, after the parent watch is set up.
+    """
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
+    return mp.get_context("spawn").Pool(processes, initializer=_init, initargs=(initializer, initargs))
+
+
+__all__ = ["ORPHAN_EXIT_CODE", "exit_with_parent", "spawn_pool"]
