@@ -305,6 +305,28 @@ def test_kept_alive_connection_is_closed_when_idle(url):
 
 
 # ------------------------------------------------------------------------ 5. hosts, CORS, HEAD, docs, proxies
+def test_connections_over_the_cap_get_503_and_the_service_recovers(model_path, workdir):
+    # uvicorn counts open connections, the asking one included: with a cap of 3, two idle
+    # connections leave room for no third request
+    proc, url = start_server(model_path, workdir / "cap.log", "--max-connections", "3", "--header-timeout", "30")
+    try:
+        host, port = url.rsplit("/", 1)[1].split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+        time.sleep(0.3)  # let the server accept both
+        r = httpx.get(url + "/health", timeout=10)
+        assert r.status_code == 503, (r.status_code, r.text[:200])
+        for s in idle:
+            s.close()
+        deadline = time.monotonic() + 10
+        while (r := httpx.get(url + "/health", timeout=10)).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the server notices the closed sockets on its next loop turn
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        alive(url)
+    finally:
+        stop_server(proc)
+    assert "Traceback" not in (workdir / "cap.log").read_text()
+
+
 def test_host_allow_list_and_no_redirects(url):
     r = httpx.get(url + "/health", headers={"Host": "evil.test"})
     refused(r, 400, "bad_host")
