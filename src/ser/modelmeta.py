@@ -167,13 +167,13 @@ def channel_spec(name: str | None) -> dict[str, Any] | None:
     """
     if name is None:
         return None
-    from .degrade import DegradeError, available_conditions, get_condition
+    from .degrade import DegradeError, get_condition, trainable_conditions
 
     try:
         cond = get_condition(name)
     except DegradeError:  # one channel, so no 'all' in the list
-        usable = [n for n in available_conditions() if not get_condition(n).needs_babble]
-        raise DegradeError(f"unknown condition {name!r}; a channel is one of: {', '.join(usable)}") from None
+        usable = ", ".join(trainable_conditions(include_clean=True))
+        raise DegradeError(f"unknown condition {name!r}; a channel is one of: {usable}") from None
     if cond.needs_babble:
         raise DegradeError(f"channel: {name} is held out for evaluation (babble); a channel is a line every "
                            "clip goes through, e.g. telephone")

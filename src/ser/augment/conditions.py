@@ -28,14 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..degrade import DegradeError, available_conditions, get_condition
+from ..degrade import DegradeError, available_conditions, get_condition, trainable_conditions
 from .registry import AugmentError, WaveformAugmentation, register
 
 SEED_LIMIT = 2**63 - 1  # seeds drawn for the condition are in [0, 2**63 - 1)
 # default: every preset but the identity and the held-out babble ones
-DEFAULT_CONDITIONS: tuple[str, ...] = tuple(
-    n for n in available_conditions() if n != "clean" and not get_condition(n).needs_babble
-)
+DEFAULT_CONDITIONS: tuple[str, ...] = tuple(trainable_conditions())
 
 
 @register

@@ -34,12 +34,13 @@ from __future__ import annotations
 from .channel import Gsm, Opus, Telephone
 from .level import Clean, Clipping, Gain
 from .noise import Noise
-from .presets import PRESETS, available_conditions, degrade, from_dict, get_condition, parse_conditions
+from .presets import (PRESETS, available_conditions, degrade, from_dict, get_condition, parse_conditions,
+                      trainable_conditions)
 from .registry import Condition, DegradeError, condition_kinds, register
 from .room import Reverb
 
 __all__ = [
     "PRESETS", "Clean", "Clipping", "Condition", "DegradeError", "Gain", "Gsm", "Noise", "Opus",
     "Reverb", "Telephone", "available_conditions", "condition_kinds", "degrade", "from_dict",
-    "get_condition", "parse_conditions", "register",
+    "get_condition", "parse_conditions", "register", "trainable_conditions",
 ]

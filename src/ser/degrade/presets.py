@@ -50,6 +50,17 @@ def available_conditions() -> list[str]:
     return list(PRESETS)
 
 
+def trainable_conditions(include_clean: bool = False) -> list[str]:
+    """The presets a model may hear in training: all but babble, held out for evaluation
+    (it is made of other speakers' clips), and but ``clean`` unless ``include_clean``.
+
+    Example:
+        >>> "babble10" in trainable_conditions(), "clean" in trainable_conditions()
+        (False, False)
+    """
+    return [n for n, c in PRESETS.items() if not c.needs_babble and (include_clean or n != "clean")]
+
+
 def get_condition(name: ConditionLike) -> Condition:
     """The preset called ``name`` (a condition or its ``to_dict()`` passes through).
 
