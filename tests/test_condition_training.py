@@ -22,7 +22,7 @@ from ser.cache import FeatureCache, encoded, encoder_section_keys, load_encoder_
 from ser.cache.corpus import variant_waveform
 from ser.cache.encoded_copies import copy_section_keys, load_encoder_copies
 from ser.cache.entry import section_key
-from ser.encoders import registry
+from ser.encoders import EncoderError, registry
 from ser.encoders.weights import WhisperDims
 from ser.encoders.whisper import WhisperEncoder
 from ser.features import extract, feature_key, get_config
@@ -141,6 +141,14 @@ def test_encoder_copies_are_cached_and_are_the_encoder_on_the_augmented_waveform
             # the features' copy k of the same chain is made from the same audio
             np.testing.assert_allclose(rms[i, k], extract(w, 16000, ["rms"])["rms"], atol=1e-6)
         assert not np.allclose(X[i, 0], clean[i], atol=1e-3)
+
+
+def test_encoder_copies_refuse_a_clip_rate_the_encoder_cannot_hear(tiny_pt, clips, loads, tmp_path):
+    chain = waveform_augmentation(AugmentConfig(conditions=CONDS), chain=False).to_dict()
+    with pytest.raises(EncoderError, match="16000 Hz"):
+        load_encoder_copies(clips, NAME, 1, ClipConfig(sample_rate=8000, seconds=1.0), tmp_path / "fc",
+                            augment=chain, copies=1, path=tiny_pt, progress=False)
+    assert loads["load"] == 0  # refused before any weights were read
 
 
 def test_channel_reaches_clean_states_and_copies(tiny_pt, clips, loads, tmp_path):

@@ -130,7 +130,8 @@ def load_encoder(encoder: str, path: str | Path | None, device: str) -> Any:
     return get_encoder(encoder, path).to(device)
 
 
-def _check_clip(clip: ClipConfig) -> None:
+def check_clip(clip: ClipConfig) -> None:
+    """Refuse a clip config the Whisper encoders cannot take (they hear 16 kHz only)."""
     if clip.sample_rate != WHISPER_RATE:
         raise EncoderError(f"Whisper encoders take {WHISPER_RATE} Hz audio; this clip config has "
                            f"sample_rate={clip.sample_rate}")
@@ -187,7 +188,7 @@ def clip_states(source: AudioSource | np.ndarray, encoder: str, layer: int, clip
         model: an encoder already loaded (else ``get_encoder(encoder, path)``).
         channel: a ``ser.degrade`` condition's ``to_dict()`` applied after ``prepare_clip``.
     """
-    _check_clip(clip)
+    check_clip(clip)
     get_config(encoder, layer)  # unknown name or layer out of range: a clear error first
     device = resolve_device(device)
     model = model.to(device) if model is not None else load_encoder(encoder, path, device)
@@ -280,7 +281,7 @@ def extract_encoder(manifest: pd.DataFrame, encoder: str, layers: str | Iterable
             matching their hash, a clip config not at 16 kHz.
     """
     start = time.perf_counter()
-    _check_clip(clip)
+    check_clip(clip)
     layers, sequences = _layers(encoder, layers), _layers(encoder, sequences)
     if not layers and not sequences:
         raise EncoderError("nothing to extract: give layers or sequences")
@@ -363,7 +364,7 @@ def load_encoder_states(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
     Raises:
         EncoderError: as :func:`extract_encoder`; an empty manifest.
     """
-    _check_clip(clip)
+    check_clip(clip)
     config = get_config(encoder, layer)
     if len(manifest) == 0:
         raise EncoderError("the manifest has no clips: nothing to encode")

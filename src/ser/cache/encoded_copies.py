@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..audio import ClipConfig, load_audio, prepare_clip
 from ..encoders import EncoderError, encoder_key, get_config
 from .corpus import variant_key, variant_waveform
-from .encoded import StateStack, encode_batch, load_encoder, pack_entries, resolve_device
+from .encoded import StateStack, check_clip, encode_batch, load_encoder, pack_entries, resolve_device
 from .entry import section_key
 from .store import DEFAULT_ROOT, FeatureCache
 
@@ -101,6 +101,7 @@ def load_encoder_copies(manifest: pd.DataFrame, encoder: str, layer: int, clip: 
     Raises:
         EncoderError: as :func:`ser.cache.load_encoder_states`; an empty manifest, copies < 1.
     """
+    check_clip(clip)
     if copies < 1 or not augment:
         raise EncoderError(f"copies must be >= 1 with a waveform chain (augment=...), got copies={copies!r}")
     if len(manifest) == 0:
