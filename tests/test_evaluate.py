@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser.evaluate import (bootstrap_ci, classification_metrics, evaluate_predictions,
+from ser.evaluate import (bootstrap_ci, paired_delta_ci, classification_metrics, evaluate_predictions,
                           format_report, plot_confusion, plot_confusion_grid, plot_leaderboard)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -177,3 +177,24 @@ def test_plot_leaderboard(tmp_path):
     _only_png(tmp_path, "lb.png")
     with pytest.raises(ValueError, match="accuracy"):
         plot_leaderboard(df, tmp_path / "lb.png", metric="accuracy")
+
+
+def test_paired_delta_ci_uses_the_bootstrap_draws_and_cancels_what_is_shared():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    groups = np.repeat(np.arange(10), 30)
+    # speakers differ in difficulty (right 30% to 95% of the time): what a paired change cancels
+    b = np.where(rng.random(300) < np.linspace(0.3, 0.95, 10)[groups], y, (y + 1) % 3)
+    labels = ["a", "b", "c"]
+    # against perfect predictions every resample's change is uar(b) - 1: the same draws as bootstrap_ci
+    d = paired_delta_ci(y, y, b, labels, n_boot=300, seed=4, groups=groups)
+    ci = bootstrap_ci(y, b, labels, n_boot=300, seed=4, groups=groups)
+    np.testing.assert_allclose(d["uar"], np.array(ci["uar"]) - 1.0, atol=1e-12)
+    assert paired_delta_ci(y, b, b, labels, n_boot=100, groups=groups)["uar"] == [0.0, 0.0]
+    # c = b with one answer in 20 changed: the paired interval is much tighter than b's own
+    c = b.copy()
+    c[::20] = (c[::20] + 1) % 3
+    paired = paired_delta_ci(y, b, c, labels, n_boot=300, seed=4, groups=groups)["uar"]
+    assert paired[1] - paired[0] < 0.5 * (ci["uar"][1] - ci["uar"][0])
+    with pytest.raises(ValueError, match="out of range"):
+        paired_delta_ci(y, b, np.full(300, 5), labels, n_boot=10)

@@ -38,6 +38,8 @@ def test_run_report_table_files_and_parity_with_cached_predictions(study, tmp_pa
     assert (table["lo"] <= table["uar"] + 1e-12).all() and (table["uar"] <= table["hi"] + 1e-12).all()
     assert table["delta_uar"].iloc[0] == 0.0
     np.testing.assert_allclose(table["delta_uar"], table["uar"] - table["uar"].iloc[0])
+    assert table.loc[0, ["delta_lo", "delta_hi"]].tolist() == [0.0, 0.0]  # clean against itself
+    assert (table["delta_lo"] <= table["delta_hi"]).all() and table["delta_lo"].notna().all()
     assert table["no_speech_fraction"].between(0, 1).all()
     for name in FILES:
         assert (tmp_path / "r" / name).stat().st_size > 0, name

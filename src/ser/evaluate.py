@@ -113,6 +113,43 @@ def bootstrap_ci(y_true, y_pred, labels, n_boot: int = 1000, seed: int = 0, grou
         [1.0, 1.0]
     """
     yt, yp, k = _check(y_true, y_pred, labels)
+    weights, unit = _resamples(yt, groups, n_boot, seed, alpha)
+    s = _scores((weights @ _unit_confusions(unit, yt, yp, k)).reshape(n_boot, k, k))
+    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
+    return {m: [float(v) for v in np.nanpercentile(s[m], q)]
+            for m in ("accuracy", "uar", "macro_f1")}
+
+
+def paired_delta_ci(y_true, pred_a, pred_b, labels, n_boot: int = 1000, seed: int = 0, groups=None,
+                    alpha: float = 0.05) -> dict[str, list[float]]:
+    """Percentile bootstrap CIs of ``metric(pred_b) - metric(pred_a)`` on the same clips.
+
+    Both predictions are scored on the *same* resamples (of clips, or of whole ``groups``
+    as in :func:`bootstrap_ci`, with the same draws for a seed), so what the speakers
+    share cancels: the interval of a difference is far narrower than the two intervals
+    side by side suggest. An interval that excludes 0 is a difference the resampling of
+    speakers does not explain.
+
+    Returns:
+        ``{"accuracy": [lo, hi], "uar": [lo, hi], "macro_f1": [lo, hi]}`` of b minus a.
+
+    Example:
+        >>> y = [0, 0, 1, 1] * 5                     # 5 speakers of 4 clips each
+        >>> speakers = [i // 4 for i in range(20)]  # b misses one clip of each speaker's first class
+        >>> paired_delta_ci(y, y, [0, 1, 1, 1] * 5, ["a", "b"], n_boot=200, groups=speakers)["uar"]
+        [-0.25, -0.25]
+    """
+    yt, ya, k = _check(y_true, pred_a, labels)
+    _, yb, _ = _check(y_true, pred_b, labels)
+    weights, unit = _resamples(yt, groups, n_boot, seed, alpha)
+    a = _scores((weights @ _unit_confusions(unit, yt, ya, k)).reshape(n_boot, k, k))
+    b = _scores((weights @ _unit_confusions(unit, yt, yb, k)).reshape(n_boot, k, k))
+    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
+    return {m: [float(v) for v in np.nanpercentile(b[m] - a[m], q)] for m in ("accuracy", "uar", "macro_f1")}
+
+
+def _resamples(yt: np.ndarray, groups, n_boot: int, seed: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(how often each unit is drawn per resample (n_boot, U), each clip's unit (N,))."""
     if n_boot < 1 or not 0 < alpha < 1:
         raise ValueError(f"need n_boot >= 1 and 0 < alpha < 1, got n_boot={n_boot}, alpha={alpha}")
     if groups is None:
@@ -123,17 +160,17 @@ def bootstrap_ci(y_true, y_pred, labels, n_boot: int = 1000, seed: int = 0, grou
             raise ValueError(f"groups has shape {g.shape}, expected one id per clip {yt.shape}")
         _, unit = np.unique(g, return_inverse=True)
     n_units = int(unit.max()) + 1
-    # per-unit flattened confusion counts, shape (U, K*K)
-    unit_conf = np.zeros((n_units, k * k))
-    np.add.at(unit_conf, (unit, yt * k + yp), 1.0)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_units, size=(n_boot, n_units))
     offsets = (np.arange(n_boot)[:, None] * n_units + draws).ravel()
-    weights = np.bincount(offsets, minlength=n_boot * n_units).reshape(n_boot, n_units)
-    s = _scores((weights @ unit_conf).reshape(n_boot, k, k))
-    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    return {m: [float(v) for v in np.nanpercentile(s[m], q)]
-            for m in ("accuracy", "uar", "macro_f1")}
+    return np.bincount(offsets, minlength=n_boot * n_units).reshape(n_boot, n_units), unit
+
+
+def _unit_confusions(unit: np.ndarray, yt: np.ndarray, yp: np.ndarray, k: int) -> np.ndarray:
+    """Per-unit flattened confusion counts, shape (U, K*K)."""
+    conf = np.zeros((int(unit.max()) + 1, k * k))
+    np.add.at(conf, (unit, yt * k + yp), 1.0)
+    return conf
 
 
 def evaluate_predictions(probs, y_true, labels, n_boot: int = 1000, seed: int = 0,

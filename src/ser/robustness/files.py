@@ -7,9 +7,9 @@
 Example:
     >>> t = pd.DataFrame({"condition": ["clean", "snr5"], "n": [10, 10], "uar": [0.8, 0.6], "lo": [0.7, 0.5],
     ...                   "hi": [0.9, 0.7], "accuracy": [0.8, 0.6], "macro_f1": [0.8, 0.6], "delta_uar": [0.0, -0.2],
-    ...                   "no_speech_fraction": [0.0, 0.1]})
+    ...                   "delta_lo": [0.0, -0.3], "delta_hi": [0.0, -0.1], "no_speech_fraction": [0.0, 0.1]})
     >>> print(markdown_table(t).splitlines()[3])
-    | snr5 | 10 | 0.600 [0.500, 0.700] | -0.200 | 0.600 | 0.600 | 10.0% |
+    | snr5 | 10 | 0.600 [0.500, 0.700] | -0.200 [-0.300, -0.100] | 0.600 | 0.600 | 10.0% |
 """
 from __future__ import annotations
 
@@ -41,11 +41,14 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """The condition table as Markdown (UAR with its CI, change vs clean, no-speech share)."""
-    lines = ["| condition | n | UAR [95% CI] | Δ UAR vs clean | accuracy | macro-F1 | no speech |",
+    """The condition table as Markdown (UAR with its CI, change vs clean with its paired CI,
+    no-speech share)."""
+    lines = ["| condition | n | UAR [95% CI] | Δ UAR vs clean [paired 95% CI] | accuracy | macro-F1 | no speech |",
              "|---|---|---|---|---|---|---|"]
-    for r in table.itertuples(index=False):
-        lines.append(f"| {r.condition} | {r.n} | {r.uar:.3f}{_ci(r.lo, r.hi)} | {r.delta_uar:+.3f} | "
+    for i, r in enumerate(table.itertuples(index=False)):
+        # the first row is the reference: its change is 0 by construction, no interval
+        d_ci = "" if i == 0 else _ci(getattr(r, "delta_lo", np.nan), getattr(r, "delta_hi", np.nan))
+        lines.append(f"| {r.condition} | {r.n} | {r.uar:.3f}{_ci(r.lo, r.hi)} | {r.delta_uar:+.3f}{d_ci} | "
                      f"{r.accuracy:.3f} | {r.macro_f1:.3f} | {r.no_speech_fraction:.1%} |")
     return "\n".join(lines) + "\n"
 

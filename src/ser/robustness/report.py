@@ -9,7 +9,7 @@ macro-F1, bootstrap CIs over whole corpus-qualified speakers) per condition, poo
 the folds of a fold study.
 
 Writes into ``out_dir``: ``robustness.csv`` (condition, n, uar, lo, hi, accuracy,
-macro_f1, delta_uar, no_speech_fraction), ``robustness.md``, ``robustness.png``,
+macro_f1, delta_uar with its paired CI delta_lo..delta_hi, no_speech_fraction), ``robustness.md``, ``robustness.png``,
 ``recall_change.csv`` / ``.md`` (per-class recall and its change vs clean) and
 ``robustness.json`` (settings, conditions, split, timings, machine).
 
@@ -32,7 +32,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import SerError
 from ..runtime import SINGLE_CLIP_FACTOR, SINGLE_CLIP_MIN_S
-from ..evaluate import evaluate_predictions
+from ..evaluate import evaluate_predictions, paired_delta_ci
 from ..splits import speaker_keys
 from .score import BATCH, cpu_cores, decode, score_conditions
 from .files import machine_note, write_report
@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 CLEAN = "clean"  # the reference condition, always scored first
 BABBLE_CLIPS = 50  # training clips in the babble pool
-COLUMNS = ["condition", "n", "uar", "lo", "hi", "accuracy", "macro_f1", "delta_uar", "no_speech_fraction"]
+COLUMNS = ["condition", "n", "uar", "lo", "hi", "accuracy", "macro_f1", "delta_uar", "delta_lo", "delta_hi",
+           "no_speech_fraction"]
 
 
 def resolve_conditions(conditions: str | Sequence[Any]) -> list[Any]:
@@ -131,11 +132,16 @@ def condition_tables(conditions: Sequence[Any], probs: Mapping[str, Sequence[np.
     label, support, recall, change``) from each condition's probabilities and no-speech
     flags (lists over folds, concatenated in the order of ``y`` and ``groups``)."""
     rows, recall = [], []
+    clean_pred = np.concatenate(probs[conditions[0].name]).argmax(1)
     for c in conditions:
-        m = evaluate_predictions(np.concatenate(probs[c.name]), y, labels, n_boot=n_boot, seed=seed, groups=groups)
+        p = np.concatenate(probs[c.name])
+        m = evaluate_predictions(p, y, labels, n_boot=n_boot, seed=seed, groups=groups)
         lo, hi = m["ci"]["uar"] if n_boot else (np.nan, np.nan)
+        # the change against clean on the same speaker resamples (paired): far tighter than lo..hi
+        d_lo, d_hi = (paired_delta_ci(y, clean_pred, p.argmax(1), labels, n_boot, seed, groups)["uar"] if n_boot
+                      else (np.nan, np.nan))
         rows.append({"condition": c.name, "n": m["n"], "uar": m["uar"], "lo": lo, "hi": hi,
-                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "delta_lo": d_lo, "delta_hi": d_hi,
                      "no_speech_fraction": float(np.concatenate(silent[c.name]).mean())})
         recall += [{"condition": c.name, "label": lab, "support": v["support"], "recall": v["recall"]}
                    for lab, v in m["per_class"].items() if v["support"] > 0]
