@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .tracking import prepare_store
 from .train import TrainResult, train_feature
-from .workers import spawn_pool
+from .workers import cpu_cores, spawn_pool
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,8 @@ def train_runs(tasks: list, *, parallel: int = 1, threads: int | None = None, pr
     if parallel <= 1 or len(tasks) <= 1:
         return {run: train_feature(split_df, run_cfg, run, progress=progress, **kwargs)
                 for split_df, run_cfg, run in tasks}
-    import os
-
     parallel = min(parallel, len(tasks))
-    threads = threads or max(1, (os.cpu_count() or 1) // parallel)
+    threads = threads or max(1, cpu_cores() // parallel)
     if kwargs.get("tracking"):  # the MLflow store is set up once here, not raced by every worker
         prepare_store(kwargs.get("experiment", "ser"))
     jobs = [(split_df, run_cfg, run, {**kwargs, "progress": False}, threads) for split_df, run_cfg, run in tasks]

@@ -30,6 +30,12 @@ from typing import Any, Callable, Optional
 ORPHAN_EXIT_CODE = 70  # a worker whose parent died exits with this (EX_SOFTWARE): nothing to report to
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may use (its affinity mask: a container's or ``taskset``'s
+    share, where ``os.cpu_count()`` would count the whole machine)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def exit_with_parent() -> None:
     """In a worker: ignore SIGINT, and exit at once when the parent process ends.
 
@@ -71,4 +77,4 @@ def spawn_pool(processes: int, initializer: Optional[Callable[..., Any]] = None,
     return mp.get_context("spawn").Pool(processes, initializer=_init, initargs=(initializer, initargs))
 
 
-__all__ = ["ORPHAN_EXIT_CODE", "exit_with_parent", "spawn_pool"]
+__all__ = ["ORPHAN_EXIT_CODE", "cpu_cores", "exit_with_parent", "spawn_pool"]

@@ -11,12 +11,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Callable, Mapping
 
 from ..argtypes import (fraction, nonnegative_float, nonnegative_int, port, positive_float, positive_int,
                         probability)
+from ..workers import cpu_cores
 
 # the subcommands make_parser binds, as a user types them
 COMMANDS = ("data synth", "data download", "data manifest", "features", "train", "compare", "layers", "sweep",
@@ -61,10 +61,6 @@ def _add_split_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-seed", type=nonnegative_int, default=0, help="seed of the speaker split")
 
 
-def _default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def make_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
     """The ``ser`` parser; ``commands[name]`` (a name of :data:`COMMANDS`) is what ``args.func`` runs."""
     from ..corpora import CORPORA, DOWNLOADERS
@@ -103,7 +99,7 @@ def make_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
     p.add_argument("--data", required=True, type=Path, help="corpus folder (CSV file for 'manifest')")
     p.add_argument("--features", default="all", help="'all' or a comma list, e.g. mel,mfcc")
     p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="cache folder")
-    p.add_argument("--jobs", type=positive_int, default=_default_jobs(), help="worker processes")
+    p.add_argument("--jobs", type=positive_int, default=cpu_cores(), help="worker processes")
     p.add_argument("--seconds", type=positive_float, default=3.0, help="clip length after silence trimming")
     p.add_argument("--aug-copies", type=nonnegative_int, default=0,
                    help="also cache K waveform-augmented copies of every clip (training uses them)")
@@ -114,7 +110,7 @@ def make_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
         p.add_argument("--corpus", required=True, choices=CORPORA, help="corpus layout")
         p.add_argument("--data", required=True, type=Path, help="corpus folder (CSV file for 'manifest')")
         p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="feature cache folder")
-        p.add_argument("--jobs", type=positive_int, default=_default_jobs(), help="feature extraction processes")
+        p.add_argument("--jobs", type=positive_int, default=cpu_cores(), help="feature extraction processes")
         p.add_argument("--seconds", type=positive_float, default=3.0, help="clip length after silence trimming")
 
     p = sub.add_parser("train", help="train one member (ResNet18 or pooled head) on one representation",
@@ -219,7 +215,7 @@ def make_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
     p.add_argument("--test-speakers", default=None,
                    help="comma list of speakers the model never saw, for a model that records no split")
     p.add_argument("--babble-clips", type=positive_int, default=50, help="training-speaker clips in the babble pool")
-    p.add_argument("--jobs", type=positive_int, default=_default_jobs(), help="batches scored at once, a thread each")
+    p.add_argument("--jobs", type=positive_int, default=cpu_cores(), help="batches scored at once, a thread each")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="onnxruntime threads per batch (default: 1 with several jobs)")
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")

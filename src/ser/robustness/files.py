@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import atomic_write_bytes, save_figure, write_json_atomic
-from .score import cpu_cores
+from ..workers import cpu_cores
 
 
 def machine_note(threads: int | None = None) -> dict[str, Any]:

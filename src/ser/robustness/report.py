@@ -34,7 +34,8 @@ from ..errors import SerError
 from ..runtime import SINGLE_CLIP_FACTOR, SINGLE_CLIP_MIN_S
 from ..evaluate import evaluate_predictions, paired_delta_ci
 from ..splits import speaker_keys
-from .score import BATCH, cpu_cores, decode, score_conditions
+from ..workers import cpu_cores
+from .score import BATCH, decode, score_conditions
 from .files import machine_note, write_report
 from .scorers import RobustnessError
 from .target import babble_rows, parse_speakers, resolve_targets, split_rows

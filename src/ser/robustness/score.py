@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,11 +33,6 @@ from ..audio import load_audio
 from ..vad import detect_speech
 
 BATCH = 16  # clips per model call: enough for onnxruntime and torch, small batches balance the threads
-
-
-def cpu_cores() -> int:
-    """The CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _one_blas_thread(on: bool) -> Any:

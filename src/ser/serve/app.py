@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..audio import FORMATS, DecodeLimits, load_audio
 from ..runtime import EmotionModel, ModelError, limit_blas_threads, load_model
+from ..workers import cpu_cores
 from .docs import install_docs
 from .failures import refusal
 from .limits import ERRORS, ApiError, Limits
@@ -217,7 +218,7 @@ def create_app(model: str | os.PathLike | EmotionModel, limits: Limits = Limits(
     # other requests' (a 3 s log-mel: 4.5 ms on 1 thread, 24 ms on 2 under load), so one
     limit_blas_threads(1)
     load_s = time.perf_counter() - t_load
-    service = Service(model, limits, concurrency or os.cpu_count() or 1, metrics)
+    service = Service(model, limits, concurrency or cpu_cores(), metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
