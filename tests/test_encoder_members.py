@@ -223,6 +223,34 @@ def test_fp32_parity_with_pytorch_and_int8(root, exported, test_clips):
         assert np.abs(q - onnx_p).max() < 0.25 and report["int8_vs_fp32"][kind]["argmax_agreement"] >= 0.75, kind
 
 
+def test_moved_encoder_weights_are_named_by_the_cli_and_found_with_encoder_path(root, tiny_pt, tmp_path, capsys):
+    import shutil
+
+    from ser.cli import main
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(root / "ens" / "bundle", bundle)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    for m in meta["members"]:
+        if "encoder" in m:
+            m["encoder"]["path"] = str(tmp_path / "moved-away.pt")  # the weights are no longer there
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    assert main(["export", "--bundle", str(bundle), "--out", str(tmp_path / "m"), "--quantize", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ser: error:") and f"--encoder-path {NAME}=PATH" in err[0]
+    assert main(["export", "--bundle", str(bundle), "--out", str(tmp_path / "m"), "--quantize", "none",
+                 "--encoder-path", f"{NAME}={tiny_pt}"]) == 0
+    assert (tmp_path / "m" / "model.onnx").is_file()
+    out = tmp_path / "rob"
+    assert main(["robustness", "--bundle", str(bundle), "--corpus", "synthetic", "--data", str(root / "syn"),
+                 "--conditions", "snr10", "--boot", "0", "--out", str(out), "--encoder-path",
+                 f"{NAME}={tiny_pt}"]) == 0
+    assert f"--encoder-path {NAME}={tiny_pt}" in json.loads((out / "robustness.json").read_text())["command"]
+    with pytest.raises(SystemExit) as usage:  # a usage error, from the parser
+        main(["export", "--bundle", str(bundle), "--out", str(tmp_path / "m"), "--encoder-path", "no-equals"])
+    assert usage.value.code == 2 and "'no-equals' is not NAME=PATH" in capsys.readouterr().err
+
+
 def test_export_without_corpus_uses_random_logmel(root, tmp_path):
     from ser.export.onnx_export import PARITY_TOL, export_bundle
 

@@ -47,3 +47,16 @@ nonnegative_float = _type(float, lambda v: v >= 0, "a finite number >= 0",
 fraction = _type(float, lambda v: 0 < v < 1, "a fraction in (0, 1)", "A number strictly between 0 and 1.")
 probability = _type(float, lambda v: 0 <= v < 1, "a number in [0, 1)", "A number in [0, 1) (dropout, smoothing).")
 port = _type(int, lambda v: 1 <= v <= 65535, "a TCP port (1-65535)", "A TCP port, 1-65535.")
+
+
+def name_path(text: str) -> tuple[str, str]:
+    """``NAME=PATH`` (e.g. an encoder's weights: ``whisper_base=/models/base.pt``).
+
+    Example:
+        >>> name_path("whisper_base=/models/base.pt")
+        ('whisper_base', '/models/base.pt')
+    """
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=PATH")
+    return name.strip(), path.strip()

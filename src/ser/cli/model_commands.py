@@ -38,7 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     report = export_bundle(args.bundle, args.out, quantize=args.quantize, corpus=args.corpus, data=args.data,
                            cache_dir=args.cache, calibration_clips=args.calibration_clips, opset=args.opset,
-                           progress=not args.quiet)
+                           encoder_paths=dict(args.encoder_path or ()), progress=not args.quiet)
     for kind, path in report["files"].items():
         print(f"{kind:>13}: {path}  ({report['sizes_mb'][kind]:.1f} MB)")
     parity = report["parity"]
@@ -57,7 +57,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     table = robustness_report(args.model, bundle=args.bundle, runs=args.runs, member=args.member, corpus=args.corpus,
                               data=args.data, conditions=args.conditions, out_dir=args.out, seed=args.seed,
                               n_boot=args.boot, test_speakers=args.test_speakers, babble_clips=args.babble_clips,
-                              jobs=args.jobs, threads=args.threads, progress=not args.quiet)
+                              jobs=args.jobs, threads=args.threads, encoder_paths=dict(args.encoder_path or ()),
+                              progress=not args.quiet)
     print(markdown_table(table))
     print(f"report, plot and per-class recall in {table.attrs['out_dir']}")
     return 0

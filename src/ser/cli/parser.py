@@ -14,13 +14,19 @@ import argparse
 from pathlib import Path
 from typing import Callable, Mapping
 
-from ..argtypes import (fraction, nonnegative_float, nonnegative_int, port, positive_float, positive_int,
-                        probability)
+from ..argtypes import (fraction, name_path, nonnegative_float, nonnegative_int, port, positive_float,
+                        positive_int, probability)
 from ..workers import cpu_cores
 
 # the subcommands make_parser binds, as a user types them
 COMMANDS = ("data synth", "data download", "data manifest", "features", "train", "compare", "layers", "sweep",
             "ensemble", "export", "robustness", "predict", "serve", "client")
+
+
+def _add_encoder_paths(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoder-path", type=name_path, action="append", default=None, metavar="NAME=PATH",
+                   help="weights of encoder NAME for its members (a CTranslate2 folder or .pt), where they are no "
+                        "longer at the path recorded in training; repeat for each encoder; checked by SHA-256")
 
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
@@ -196,6 +202,7 @@ def make_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
     p.add_argument("--cache", type=Path, default=Path("feature_cache"), help="feature cache folder")
     p.add_argument("--calibration-clips", type=positive_int, default=200, help="training clips for static calibration")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    _add_encoder_paths(p)
     p.set_defaults(func=commands["export"])
 
     p = sub.add_parser("robustness", help="a model on its own test speakers, clean and under degraded audio "
@@ -212,6 +219,7 @@ def make_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
     p.add_argument("--out", type=Path, default=None, help="report folder (default: robustness/ beside the model)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="degradation, babble pool and bootstrap seed")
     p.add_argument("--boot", type=nonnegative_int, default=1000, help="bootstrap resamples (whole speakers); 0: no CIs")
+    _add_encoder_paths(p)
     p.add_argument("--test-speakers", default=None,
                    help="comma list of speakers the model never saw, for a model that records no split")
     p.add_argument("--babble-clips", type=positive_int, default=50, help="training-speaker clips in the babble pool")

@@ -218,6 +218,8 @@ def resolve_weights(name: str, path: str | os.PathLike | None = None) -> Resolve
             ``path`` missing.
     """
     spec = get_spec(name)
+    if path is None and not spec.files:
+        raise EncoderError(f"{name} comes from no installed package: give its weights by path ({PATH_FLAG} PATH)")
     if path is None:
         files = tuple(_locate(wf, spec) for wf in spec.files)
         for wf, p in zip(spec.files, files):

@@ -212,8 +212,8 @@ def _load_encoder(m: Mapping[str, Any], override: str | Path | None, cache: dict
             cache[(name, want)] = get_encoder(name, path)
         return cache[(name, want)], want
     raise BundleError(f"bundle member {m['name']} was trained on {name} weights with SHA-256 {want}; none found "
-                      f"({'; '.join(tried)}). Pass the weights it was trained on (encoder_paths="
-                      f"{{{name!r}: PATH}}, a CTranslate2 folder or an openai .pt file)")
+                      f"({'; '.join(tried)}). Pass the weights it was trained on: --encoder-path {name}=PATH on the command "
+                      f"line, encoder_paths={{{name!r}: PATH}} in Python (a CTranslate2 folder or an openai .pt file)")
 
 
 def load_bundle(path: str | Path, device: str = "cpu",

@@ -97,7 +97,7 @@ def default_out(model: str | Path | None = None, bundle: str | Path | None = Non
 
 
 def _command(source: tuple[str, Any], member, corpus, data, conditions, out, seed, n_boot, test_speakers,
-             babble_clips) -> str:
+             babble_clips, encoder_paths=None) -> str:
     argv = ["ser", "robustness", f"--{source[0]}", str(source[1])]
     argv += ["--member", member] if member else []
     argv += ["--corpus", corpus, "--data", str(data), "--conditions",
@@ -105,6 +105,8 @@ def _command(source: tuple[str, Any], member, corpus, data, conditions, out, see
              "--out", str(out), "--seed", str(seed), "--boot", str(n_boot)]
     argv += ["--test-speakers", ",".join(test_speakers)] if test_speakers else []
     argv += ["--babble-clips", str(babble_clips)] if babble_clips != BABBLE_CLIPS else []
+    for name, path in (encoder_paths or {}).items():
+        argv += ["--encoder-path", f"{name}={path}"]
     return shlex.join(argv)
 
 
@@ -159,7 +161,8 @@ def robustness_report(model: str | Path | None = None, *, bundle: str | Path | N
                       data: str | Path, conditions: str | Sequence[Any] = "all", out_dir: str | Path | None = None,
                       seed: int = 0, n_boot: int = 1000, test_speakers: str | Sequence[str] | None = None,
                       babble_clips: int = BABBLE_CLIPS, batch: int = BATCH, jobs: int | None = None,
-                      threads: int | None = None, progress: bool = True) -> pd.DataFrame:
+                      threads: int | None = None, encoder_paths: Mapping[str, str | Path] | None = None,
+                      progress: bool = True) -> pd.DataFrame:
     """Score a model on its own test speakers, clean and under each condition, and write the report.
 
     Args:
@@ -178,7 +181,10 @@ def robustness_report(model: str | Path | None = None, *, bundle: str | Path | N
         babble_clips: training clips in the babble pool. batch: clips per model call.
         jobs: batches scored at once, one thread each (default: the CPU cores).
         threads: onnxruntime threads per call (exported model; default 1 when ``jobs`` > 1,
-            else onnxruntime's default). progress: a tqdm bar.
+            else onnxruntime's default).
+        encoder_paths: ``{encoder name: weights path}`` for a bundle's or run's encoder
+            members whose weights are no longer where training recorded them (checked by
+            SHA-256, as ``ser.ensemble.load_bundle`` does). progress: a tqdm bar.
 
     Returns:
         The table of ``robustness.csv``: one row per condition, clean first
@@ -195,7 +201,7 @@ def robustness_report(model: str | Path | None = None, *, bundle: str | Path | N
     conds = resolve_conditions(conditions)
     jobs = jobs or cpu_cores()
     threads = threads or (1 if jobs > 1 else None)  # the threads of the jobs share the cores
-    targets = resolve_targets(model, bundle, runs, member, threads)
+    targets = resolve_targets(model, bundle, runs, member, threads, encoder_paths)
     given = parse_speakers(test_speakers)
     if given and len(targets) > 1:
         raise RobustnessError("--test-speakers does not go with a fold study: each fold scores its own test speakers")
@@ -256,7 +262,8 @@ def robustness_report(model: str | Path | None = None, *, bundle: str | Path | N
                 "data": str(data), "seed": seed, "n_boot": n_boot, "babble_clips": babble_clips, "batch": batch,
                 "jobs": jobs, "threads": threads, "test_speakers": given, "labels": labels, "n_classes": len(labels),
                 "folds": len(targets), "ser_version": __version__}
-    doc = {"command": _command(source, member, corpus, data, conditions, out, seed, n_boot, given, babble_clips),
+    doc = {"command": _command(source, member, corpus, data, conditions, out, seed, n_boot, given, babble_clips,
+                                  encoder_paths),
            "settings": settings, "conditions": [c.to_dict() for c in conds], "parts": parts,
            "timings": {"busy_s_per_condition": {k: round(v, 2) for k, v in cond_s.items()},
                        "total_s": round(time.perf_counter() - t_start, 2)},

@@ -102,7 +102,7 @@ class TorchScorer:
         self.calls = feature_calls(self.members)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path) -> "TorchScorer":
+    def from_run(cls, run_dir: str | Path, encoder_paths: Mapping[str, str | Path] | None = None) -> "TorchScorer":
         """A run folder (``model.pt`` + ``model.json``) as a one-member bundle: weight 1, temperature 1."""
         from ..ensemble import load_bundle, write_bundle
 
@@ -116,7 +116,7 @@ class TorchScorer:
         with tempfile.TemporaryDirectory() as tmp:  # the checkpoint is read into memory, the copy can go
             bundle = write_bundle(Path(tmp) / "bundle", [{"name": d.name, "dir": d, "meta": meta}], [1.0], 1.0,
                                   list(meta["labels"]), {})
-            return cls(*load_bundle(bundle))
+            return cls(*load_bundle(bundle, encoder_paths=encoder_paths))
 
     def inputs(self, waves: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Each member's input ``{member: (N, rows, frames)}`` of decoded waveforms (clip rate)."""

@@ -51,7 +51,7 @@ def _onnx_target(path: Path, threads: int | None) -> Target:
     return Target(None, str(path), "onnx", meta.get("speakers"), lambda: OnnxScorer(EmotionModel(path, threads)))
 
 
-def _bundle_target(path: Path) -> Target:
+def _bundle_target(path: Path, encoder_paths: Mapping[str, str | Path] | None = None) -> Target:
     from ..ensemble import BundleError, load_bundle
 
     js = path if path.suffix == ".json" else path / "bundle.json"
@@ -60,10 +60,11 @@ def _bundle_target(path: Path) -> Target:
     except (OSError, json.JSONDecodeError, AttributeError) as e:
         raise BundleError(f"{js}: no readable bundle manifest ({e}); make a bundle with `ser ensemble --out DIR` "
                           "(DIR/bundle)") from e
-    return Target(None, str(path), "pytorch", speakers, lambda: TorchScorer(*load_bundle(path)))
+    return Target(None, str(path), "pytorch", speakers,
+                  lambda: TorchScorer(*load_bundle(path, encoder_paths=encoder_paths)))
 
 
-def _run_target(run_dir: Path, name: str | None) -> Target:
+def _run_target(run_dir: Path, name: str | None, encoder_paths: Mapping[str, str | Path] | None = None) -> Target:
     meta_file = run_dir / "model.json"
     if not meta_file.is_file():
         raise RobustnessError(f"{run_dir}: no model.json; a run folder is written by `ser train`/`ser compare`")
@@ -71,7 +72,7 @@ def _run_target(run_dir: Path, name: str | None) -> Target:
         raise RobustnessError(f"{run_dir} has no model.pt (a baseline run?): nothing to run on degraded audio")
     speakers = json.loads(meta_file.read_text()).get("speakers")
     pred = run_dir / "predictions.csv"
-    return Target(name, str(run_dir), "pytorch", speakers, lambda: TorchScorer.from_run(run_dir),
+    return Target(name, str(run_dir), "pytorch", speakers, lambda: TorchScorer.from_run(run_dir, encoder_paths),
                   pred if pred.is_file() else None)
 
 
@@ -89,7 +90,8 @@ def _pick_member(base: Path, member: str | None, where: str) -> Path:
 
 def resolve_targets(model: str | Path | None = None, bundle: str | Path | None = None,
                     runs: str | Path | None = None, member: str | None = None,
-                    threads: int | None = None) -> list[Target]:
+                    threads: int | None = None,
+                    encoder_paths: Mapping[str, str | Path] | None = None) -> list[Target]:
     """The models to score, cheaply (metadata only; each :attr:`Target.load` loads one).
 
     Args:
@@ -98,6 +100,8 @@ def resolve_targets(model: str | Path | None = None, bundle: str | Path | None =
             (with ``member``: every fold's run of that name). Exactly one of the three.
         member: the run's name in a study (may be left out when the study has one).
         threads: onnxruntime threads for an exported model.
+        encoder_paths: ``{encoder name: weights path}`` for encoder members of a bundle or
+            run (an exported model carries its encoder in the graph).
     """
     from ..ensemble import fold_dirs, is_fold_study
 
@@ -107,18 +111,18 @@ def resolve_targets(model: str | Path | None = None, bundle: str | Path | None =
     if model is not None:
         return [_onnx_target(Path(model), threads)]
     if bundle is not None:
-        return [_bundle_target(Path(bundle))]
+        return [_bundle_target(Path(bundle), encoder_paths)]
     root = Path(runs)
     if not root.is_dir():
         raise RobustnessError(f"{root}: no such folder; pass a run folder or a `ser compare` study")
     if (root / "model.json").is_file():
-        return [_run_target(root, None)]
+        return [_run_target(root, None, encoder_paths)]
     if is_fold_study(root):
         folds = fold_dirs(root)
         name = _pick_member(folds[0] / "runs", member, str(root)).name
-        return [_run_target(_pick_member(f / "runs", name, str(f)), f.name) for f in folds]
+        return [_run_target(_pick_member(f / "runs", name, str(f)), f.name, encoder_paths) for f in folds]
     base = root / "runs" if (root / "runs").is_dir() else root
-    return [_run_target(_pick_member(base, member, str(root)), None)]
+    return [_run_target(_pick_member(base, member, str(root)), None, encoder_paths)]
 
 
 def parse_speakers(text: str | Sequence[str] | None) -> list[str] | None:
