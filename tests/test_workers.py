@@ -87,11 +87,13 @@ def test_ctrl_c_stops_the_workers_at_once_without_their_tracebacks(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_worker_error_reaches_the_parent():
-    with spawn_pool(1) as pool, pytest.raises(ZeroDivisionError):
+def test_a_worker_error_reaches_the_parent_and_the_pool_is_ended():
+    with pytest.raises(ZeroDivisionError), spawn_pool(1) as pool:
         pool.starmap(divmod, [(1, 0)])
+    with pytest.raises(ValueError, match="Pool not running"):  # terminated on the way out
+        pool.starmap(divmod, [(1, 1)])
 
 
 def test_spawn_pool_refuses_no_workers():
-    with pytest.raises(ValueError, match="at least 1"):
-        spawn_pool(0)
+    with pytest.raises(ValueError, match="at least 1"), spawn_pool(0):
+        pass

@@ -25,7 +25,8 @@ import multiprocessing.pool
 import os
 import signal
 import threading
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 ORPHAN_EXIT_CODE = 70  # a worker whose parent died exits with this (EX_SOFTWARE): nothing to report to
 
@@ -36,14 +37,21 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def exit_with_parent() -> None:
-    """In a worker: ignore SIGINT, and exit at once when the parent process ends.
+    """In a worker: ignore SIGINT, exit cleanly on SIGTERM, and at once when the parent ends.
 
     A daemon thread waits on the parent's sentinel (no polling), so the watch costs
     nothing while the parent lives. Does nothing in a process that has no
     ``multiprocessing`` parent.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Pool.terminate() sends SIGTERM: leave through SystemExit, so the worker's finalizers
+    # release what it holds (else the resource tracker warns of "leaked semaphores")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parent = mp.parent_process()
     if parent is None:
         return
@@ -61,12 +69,14 @@ def _init(initializer: Optional[Callable[..., Any]], initargs: tuple) -> None:
         initializer(*initargs)
 
 
+@contextmanager
 def spawn_pool(processes: int, initializer: Optional[Callable[..., Any]] = None,
-               initargs: tuple = ()) -> multiprocessing.pool.Pool:
-    """A pool of ``processes`` spawned workers that stop with their parent.
+               initargs: tuple = ()) -> Iterator[multiprocessing.pool.Pool]:
+    """A pool of ``processes`` spawned workers that stop with their parent, as a context manager.
 
-    Use it as a context manager: leaving the ``with`` block (results read, an error, or
-    Ctrl-C) terminates the workers, so nothing keeps running after the command returns.
+    Leaving the ``with`` block ends the workers before the command returns: closed and
+    joined when the block finished, terminated at once when it raised (an error in a
+    task, Ctrl-C), so no run goes on after the command has given up.
 
     Args:
         processes: the number of workers (at least 1).
@@ -74,7 +84,16 @@ def spawn_pool(processes: int, initializer: Optional[Callable[..., Any]] = None,
     """
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
-    return mp.get_context("spawn").Pool(processes, initializer=_init, initargs=(initializer, initargs))
+    pool = mp.get_context("spawn").Pool(processes, initializer=_init, initargs=(initializer, initargs))
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()
 
 
 __all__ = ["ORPHAN_EXIT_CODE", "cpu_cores", "exit_with_parent", "spawn_pool"]
