@@ -10,8 +10,9 @@ hand work to *spawned* processes (torch's thread pools and CUDA do not survive a
   workers training on, orphaned, holding cores and writing into the run folder.
 
 :func:`spawn_pool` gives a ``multiprocessing`` pool whose workers ignore SIGINT (the
-parent alone decides, and its ``with`` block terminates them) and exit on their own the
-moment their parent process is gone, however it died.
+parent alone decides: its ``with`` block joins them after the work, or terminates them
+on an error or Ctrl-C) and exit on their own the moment their parent process is gone,
+however it died.
 
 Example:
     >>> with spawn_pool(2) as pool:
