@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ser.cache import load_encoder_states
-from ser.corpora import EMOTIONS, load_manifest
+from ser.corpora import emotion_labels, load_manifest
 from ser.encoders import get_encoder
 from ser.evaluate import classification_metrics
 from ser.models import AttentiveStatsHead
@@ -96,8 +96,8 @@ def main() -> None:
     args = ap.parse_args()
 
     manifest = load_manifest(args.corpus, args.data)
-    labels = [e for e in EMOTIONS if e in set(manifest["emotion"])]
-    y = torch.tensor(manifest["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy())
+    labels, codes = emotion_labels(manifest)
+    y = torch.tensor(codes)
     X = torch.from_numpy(load_encoder_states(manifest, args.encoder, args.layer, progress=False)).float()
     encoder = get_encoder(args.encoder)
     blocks = list(encoder.blocks[args.layer:args.layer + args.blocks])

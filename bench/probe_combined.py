@@ -22,7 +22,7 @@ import numpy as np
 
 from ser.audio import ClipConfig
 from ser.cache import load_encoder_states
-from ser.corpora import EMOTIONS, load_manifest
+from ser.corpora import emotion_labels, load_manifest
 from ser.evaluate import evaluate_predictions
 from ser.probe import fit_probe
 from ser.splits import speaker_folds
@@ -41,8 +41,7 @@ def main() -> None:
     args = ap.parse_args()
 
     m = load_manifest(args.corpus, args.data)
-    labels = [e for e in EMOTIONS if e in set(m["emotion"])]
-    y = m["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
+    labels, y = emotion_labels(m)
     splits = [s["split"].to_numpy() for s in speaker_folds(m, args.folds, seed=0)]
     y_test = np.concatenate([y[s == "test"] for s in splits])
     stats = {(enc, layer): load_encoder_states(m, enc, layer, ClipConfig(seconds=args.seconds), args.cache,

@@ -114,7 +114,7 @@ def probe_layers(manifest: pd.DataFrame, encoder: str, folds: int | None = None,
     Raises:
         EncoderError: unknown encoder, weights missing; SplitError: a split that cannot be made.
     """
-    from .corpora import EMOTIONS
+    from .corpora import emotion_labels
 
     spec = get_spec(encoder)  # an unknown name fails before any work
     if not grid or any(not c > 0 for c in grid):
@@ -124,8 +124,7 @@ def probe_layers(manifest: pd.DataFrame, encoder: str, folds: int | None = None,
               else [speaker_split(manifest, val=val, test=test, seed=split_seed)])
     report = extract_encoder(manifest, encoder, "all", clip, cache_dir, path=path, device=device,
                              batch_size=batch_size, progress=progress)
-    labels = [e for e in EMOTIONS if e in set(manifest["emotion"])]
-    y = manifest["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
+    labels, y = emotion_labels(manifest)
     tests = [s["split"].to_numpy() == "test" for s in splits]
     y_test = np.concatenate([y[t] for t in tests])
     groups = np.concatenate([speaker_keys(s).to_numpy()[t] for s, t in zip(splits, tests)])

@@ -70,11 +70,10 @@ def _baseline(manifest: pd.DataFrame, splits: list[pd.DataFrame], names: list[st
     a run folder (``runs/baseline_logreg``), so ensembles can take it as a member.
     """
     from .baseline import logreg_baseline, save_baseline_run
-    from .corpora import EMOTIONS
+    from .corpora import emotion_labels
 
     feats = load_features(manifest, names, clip=cfg.clip, cache_dir=cache_dir, jobs=jobs, progress=progress)
-    labels = [e for e in EMOTIONS if e in set(manifest["emotion"])]
-    y = manifest["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
+    labels, y = emotion_labels(manifest)
     parts = [logreg_baseline(feats, y, s["split"].to_numpy(), labels, seed=cfg.seed) for s in splits]
     for s, part, run_dir in zip(splits, parts, run_dirs):
         save_baseline_run(run_dir, s, labels, part, names)

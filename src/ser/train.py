@@ -208,11 +208,10 @@ class TrainResult:
 def load_data(manifest: pd.DataFrame, cfg: TrainConfig, cache_dir: str | Path = DEFAULT_ROOT, jobs: int = 1,
               progress: bool = True) -> TrainData:
     """Cached features, labels in canonical order, normalisation from training clips only."""
-    from .corpora import EMOTIONS
+    from .corpora import emotion_labels
 
     check_speaker_disjoint(manifest)
-    labels = [e for e in EMOTIONS if e in set(manifest["emotion"])]
-    y = manifest["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
+    labels, y = emotion_labels(manifest)
     split = manifest["split"].to_numpy()
     tr, va, te = (split == "train"), (split == "val"), (split == "test")
     if not tr.any() or not va.any():

@@ -10,7 +10,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .base import EMOTIONS, MANIFEST_COLUMNS, CorpusError, summarize, validate_manifest
+from .base import EMOTIONS, MANIFEST_COLUMNS, CorpusError, emotion_labels, summarize, validate_manifest
 from .cremad import download_cremad, prepare_cremad
 from .emodb import download_emodb, prepare_emodb
 from .manifest import read_manifest, write_manifest
@@ -66,6 +66,6 @@ def download_corpus(corpus: str, target_dir: str | Path, **kwargs) -> Path:
 
 
 __all__ = [
-    "CORPORA", "EMOTIONS", "MANIFEST_COLUMNS", "CorpusError", "load_manifest", "download_corpus",
+    "CORPORA", "EMOTIONS", "MANIFEST_COLUMNS", "CorpusError", "emotion_labels", "load_manifest", "download_corpus",
     "summarize", "validate_manifest", "read_manifest", "write_manifest", "generate_synthetic",
 ]

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 import soundfile as sf
 
@@ -107,6 +108,17 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest") -> pd.DataFram
     if dup.any():
         raise CorpusError(f"{source}: duplicate path {df['path'][dup].iloc[0]!r}")
     return df
+
+
+def emotion_labels(df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The emotions present in a manifest in canonical order, and each clip's index into them.
+
+    Example:
+        >>> emotion_labels(pd.DataFrame({"emotion": ["sad", "neutral", "sad"]}))
+        (['neutral', 'sad'], array([1, 0, 1]))
+    """
+    labels = [e for e in EMOTIONS if e in set(df["emotion"])]
+    return labels, df["emotion"].map({e: i for i, e in enumerate(labels)}).to_numpy()
 
 
 def summarize(df: pd.DataFrame) -> str:
