@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
 from .fileio import save_figure
+
+CI_METRICS = ("accuracy", "uar", "macro_f1")  # the metrics bootstrap intervals are given for
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +117,7 @@ def bootstrap_ci(y_true, y_pred, labels, n_boot: int = 1000, seed: int = 0, grou
     """
     yt, yp, k = _check(y_true, y_pred, labels)
     weights, unit = _resamples(yt, groups, n_boot, seed, alpha)
-    s = _scores((weights @ _unit_confusions(unit, yt, yp, k)).reshape(n_boot, k, k))
-    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    return {m: [float(v) for v in np.nanpercentile(s[m], q)]
-            for m in ("accuracy", "uar", "macro_f1")}
+    return _percentile_ci(_resampled_scores(weights, unit, yt, yp, k), alpha)
 
 
 def paired_delta_ci(y_true, pred_a, pred_b, labels, n_boot: int = 1000, seed: int = 0, groups=None,
@@ -142,10 +142,8 @@ def paired_delta_ci(y_true, pred_a, pred_b, labels, n_boot: int = 1000, seed: in
     yt, ya, k = _check(y_true, pred_a, labels)
     _, yb, _ = _check(y_true, pred_b, labels)
     weights, unit = _resamples(yt, groups, n_boot, seed, alpha)
-    a = _scores((weights @ _unit_confusions(unit, yt, ya, k)).reshape(n_boot, k, k))
-    b = _scores((weights @ _unit_confusions(unit, yt, yb, k)).reshape(n_boot, k, k))
-    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    return {m: [float(v) for v in np.nanpercentile(b[m] - a[m], q)] for m in ("accuracy", "uar", "macro_f1")}
+    a, b = (_resampled_scores(weights, unit, yt, yp, k) for yp in (ya, yb))
+    return _percentile_ci({m: b[m] - a[m] for m in CI_METRICS}, alpha)
 
 
 def _resamples(yt: np.ndarray, groups, n_boot: int, seed: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -166,11 +164,18 @@ def _resamples(yt: np.ndarray, groups, n_boot: int, seed: int, alpha: float) -> 
     return np.bincount(offsets, minlength=n_boot * n_units).reshape(n_boot, n_units), unit
 
 
-def _unit_confusions(unit: np.ndarray, yt: np.ndarray, yp: np.ndarray, k: int) -> np.ndarray:
-    """Per-unit flattened confusion counts, shape (U, K*K)."""
-    conf = np.zeros((int(unit.max()) + 1, k * k))
+def _resampled_scores(weights: np.ndarray, unit: np.ndarray, yt: np.ndarray, yp: np.ndarray,
+                      k: int) -> dict[str, np.ndarray]:
+    """:func:`_scores` of every resample: per-unit confusion counts, weighted by the draws."""
+    conf = np.zeros((weights.shape[1], k * k))  # per-unit flattened confusion counts (U, K*K)
     np.add.at(conf, (unit, yt * k + yp), 1.0)
-    return conf
+    return _scores((weights @ conf).reshape(len(weights), k, k))
+
+
+def _percentile_ci(values: Mapping[str, np.ndarray], alpha: float) -> dict[str, list[float]]:
+    """``[lo, hi]`` percentile interval of each metric of :data:`CI_METRICS` over the resamples."""
+    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
+    return {m: [float(v) for v in np.nanpercentile(values[m], q)] for m in CI_METRICS}
 
 
 def evaluate_predictions(probs, y_true, labels, n_boot: int = 1000, seed: int = 0,
