@@ -47,7 +47,7 @@ def markdown_table(table: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|"]
     for i, r in enumerate(table.itertuples(index=False)):
         # the first row is the reference: its change is 0 by construction, no interval
-        d_ci = "" if i == 0 else _ci(getattr(r, "delta_lo", np.nan), getattr(r, "delta_hi", np.nan))
+        d_ci = "" if i == 0 else _ci(r.delta_lo, r.delta_hi)
         lines.append(f"| {r.condition} | {r.n} | {r.uar:.3f}{_ci(r.lo, r.hi)} | {r.delta_uar:+.3f}{d_ci} | "
                      f"{r.accuracy:.3f} | {r.macro_f1:.3f} | {r.no_speech_fraction:.1%} |")
     return "\n".join(lines) + "\n"
