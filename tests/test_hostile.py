@@ -310,8 +310,7 @@ def test_connections_over_the_cap_get_503_and_the_service_recovers(model_path, w
     # connections leave room for no third request
     proc, url = start_server(model_path, workdir / "cap.log", "--max-connections", "3", "--header-timeout", "30")
     try:
-        host, port = url.rsplit("/", 1)[1].split(":")
-        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+        idle = [_connect(url) for _ in range(2)]
         time.sleep(0.3)  # let the server accept both
         r = httpx.get(url + "/health", timeout=10)
         assert r.status_code == 503, (r.status_code, r.text[:200])
